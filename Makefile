@@ -52,6 +52,7 @@ demo: deps build
 bench: deps build
 	$(BUILD)/bin/loom-bench fold --machines 10000 --events 100
 	$(BUILD)/bin/loom-bench append
+	$(BUILD)/bin/loom-bench steps --machines 1000 --seconds 5
 
 fuzz: deps
 	cmake -S . -B build/fuzz -DCMAKE_C_COMPILER=clang -DLOOM_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug
