@@ -5,6 +5,7 @@
 #   make demo   deps + build + a sample payment and batch flow
 #   make bench  deps + build + benchmarks
 SHELL := /bin/bash
+MAKEFLAGS += --no-print-directory
 BUILD      ?= build
 ASAN_BUILD ?= build/asan
 TSAN_BUILD ?= build/tsan
