@@ -69,7 +69,10 @@ static void registry_release(batch_registry *reg, const char *content_type, cons
 
 static void holder_of(const loom_proc_req *r, char *out, size_t size)
 {
-    snprintf(out, size, "%.63s/%.63s", loom_proc_req_ns(r), loom_proc_req_id(r));
+    char ns[BATCH_NAME_MAX], id[BATCH_NAME_MAX];
+    ex_copy_prefix(ns, sizeof ns, loom_proc_req_ns(r));
+    ex_copy_prefix(id, sizeof id, loom_proc_req_id(r));
+    snprintf(out, size, "%s/%s", ns, id);
 }
 
 /* ------------------------------------------------------------ state */
@@ -276,24 +279,14 @@ static void reclaim(step *s)
                 other, s->b.content_type);
 }
 
+static int apply_to_batch(void *state, const loom_mp_obj *event)
+{
+    return batch_apply(state, event);
+}
+
 static int emit(step *s, loom_mp_writer *w)
 {
-    const uint8_t *data;
-    size_t len;
-    loom_mp_doc d;
-    int err = loom_mp_writer_finish(w, &data, &len);
-    if (err == 0)
-        err = loom_mp_parse(&d, data, len);
-    if (err == 0) {
-        err = batch_apply(&s->b, d.root);
-        loom_mp_doc_free(&d);
-    }
-    if (err == 0)
-        err = loom_proc_append_event(s->req, 1, data, len);
-    loom_mp_writer_free(w);
-    if (err != 0)
-        loom_proc_fail(s->req, false, "event: %s (%s)", loom_strerror(err), loom_errdetail());
-    return err;
+    return ex_emit(s->req, w, apply_to_batch, &s->b);
 }
 
 static int save(step *s)

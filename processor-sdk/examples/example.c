@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "loom/wire.h"
+
 int ex_parse_args(loom_proc_req *r, loom_mp_doc *doc, char *op, size_t op_size)
 {
     loom_proc_bytes args = loom_proc_req_args(r);
@@ -60,6 +62,26 @@ int ex_set_aux(loom_proc_req *r, loom_mp_writer *w)
     return ex_finish(r, w, 2);
 }
 
+int ex_emit(loom_proc_req *r, loom_mp_writer *w, ex_apply_fn apply, void *state)
+{
+    const uint8_t *data;
+    size_t len;
+    loom_mp_doc d;
+    int err = loom_mp_writer_finish(w, &data, &len);
+    if (err == 0)
+        err = loom_mp_parse(&d, data, len);
+    if (err == 0) {
+        err = apply(state, d.root);
+        loom_mp_doc_free(&d);
+    }
+    if (err == 0)
+        err = loom_proc_append_event(r, 1, data, len);
+    loom_mp_writer_free(w);
+    if (err != 0)
+        loom_proc_fail(r, false, "event: %s (%s)", loom_strerror(err), loom_errdetail());
+    return err;
+}
+
 void ex_refuse(loom_proc_req *r, const char *code, const char *detail)
 {
     loom_mp_writer w;
@@ -69,6 +91,12 @@ void ex_refuse(loom_proc_req *r, const char *code, const char *detail)
     loom_mp_kv_str(&w, "error", code);
     loom_mp_kv_str(&w, "detail", detail);
     ex_respond(r, &w);
+}
+
+void ex_copy_prefix(char *out, size_t size, const char *s)
+{
+    snprintf(out, size, "%s", s);
+    loom_utf8_trim(out);
 }
 
 typedef struct later {

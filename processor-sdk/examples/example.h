@@ -4,6 +4,7 @@
 #define LOOM_EXAMPLE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "loom/payload.h"
@@ -21,9 +22,19 @@ int ex_respond(loom_proc_req *r, loom_mp_writer *w);
 int ex_append(loom_proc_req *r, loom_mp_writer *w);
 int ex_set_aux(loom_proc_req *r, loom_mp_writer *w);
 
+/* Appends the event built in w and applies that same event to state with
+ * apply, so that the snapshot is by construction the fold of the events.
+ * An error fails the request (non-retryable) and is returned. */
+typedef int (*ex_apply_fn)(void *state, const loom_mp_obj *event);
+int ex_emit(loom_proc_req *r, loom_mp_writer *w, ex_apply_fn apply, void *state);
+
 /* The business "no": a response {"ok": false, "error": code, "detail":
  * detail}; the machine is left unchanged. */
 void ex_refuse(loom_proc_req *r, const char *code, const char *detail);
+
+/* Copies s into out, cut to fit but never inside a UTF-8 character, so
+ * that texts built from it stay valid wherever they are sent. */
+void ex_copy_prefix(char *out, size_t size, const char *s);
 
 /* Runs fn(ctx) after delay_ms on loop — the simulated remote's latency.
  * LOOM_ENOMEM if it cannot be scheduled. */

@@ -164,26 +164,14 @@ static int load_invoice(loom_proc_req *r, invoice *inv)
     return err;
 }
 
-/* Appends the event and applies that same event to inv, so the snapshot
- * is by construction the fold of the events. */
+static int apply_to_invoice(void *state, const loom_mp_obj *event)
+{
+    return invoice_apply(state, event);
+}
+
 static int emit(loom_proc_req *r, invoice *inv, loom_mp_writer *w)
 {
-    const uint8_t *data;
-    size_t len;
-    loom_mp_doc d;
-    int err = loom_mp_writer_finish(w, &data, &len);
-    if (err == 0)
-        err = loom_mp_parse(&d, data, len);
-    if (err == 0) {
-        err = invoice_apply(inv, d.root);
-        loom_mp_doc_free(&d);
-    }
-    if (err == 0)
-        err = loom_proc_append_event(r, 1, data, len);
-    loom_mp_writer_free(w);
-    if (err != 0)
-        loom_proc_fail(r, false, "event: %s (%s)", loom_strerror(err), loom_errdetail());
-    return err;
+    return ex_emit(r, w, apply_to_invoice, inv);
 }
 
 static int save_invoice(loom_proc_req *r, const invoice *inv)
@@ -281,8 +269,9 @@ static void pay_started(void *ctx)
 {
     job *j = ctx;
     loom_proc_req *r = j->req;
-    char payment_id[64];
-    snprintf(payment_id, sizeof payment_id, "%.40s-p%u", loom_proc_req_id(r), j->inv.payments + 1);
+    char id[41], payment_id[64];
+    ex_copy_prefix(id, sizeof id, loom_proc_req_id(r));
+    snprintf(payment_id, sizeof payment_id, "%s-p%u", id, j->inv.payments + 1);
     loom_mp_writer w;
     loom_mp_writer_init(&w, 0);
     loom_mp_map(&w, 2);

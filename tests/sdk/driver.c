@@ -369,6 +369,11 @@ drv_answer drv_step_mp(drv *d, drv_machine *m, loom_proc_kind kind, loom_mp_writ
     return a;
 }
 
+void drv_answer_discard(drv_answer a)
+{
+    drv_answer_free(&a);
+}
+
 void drv_answer_free(drv_answer *a)
 {
     if (a->has_doc)
@@ -414,8 +419,9 @@ const char *drv_last_event_type(const drv_machine *m, char *buf, size_t size)
 
 /* The child dies with the test process: a failed assertion ends the test
  * at once and must not leave a processor running (and holding the
- * output pipes of whoever ran the tests). */
-pid_t drv_spawn(char *const argv[])
+ * output pipes of whoever ran the tests). err_pipe: the child's stderr
+ * goes to its write end; NULL: inherited. */
+static pid_t spawn(char *const argv[], const int *err_pipe)
 {
     pid_t parent = getpid();
     pid_t pid = fork();
@@ -424,6 +430,11 @@ pid_t drv_spawn(char *const argv[])
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent)
             _exit(127);
+        if (err_pipe != NULL) {
+            dup2(err_pipe[1], STDERR_FILENO);
+            close(err_pipe[0]);
+            close(err_pipe[1]);
+        }
         execv(argv[0], argv);
         fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
         _exit(127);
@@ -431,23 +442,16 @@ pid_t drv_spawn(char *const argv[])
     return pid;
 }
 
+pid_t drv_spawn(char *const argv[])
+{
+    return spawn(argv, NULL);
+}
+
 pid_t drv_spawn_stderr(char *const argv[], int *err_fd)
 {
     int fds[2];
     cr_assert_eq(pipe(fds), 0, "pipe: %s", strerror(errno));
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        dup2(fds[1], STDERR_FILENO);
-        close(fds[0]);
-        close(fds[1]);
-        execv(argv[0], argv);
-        _exit(127);
-    }
+    pid_t pid = spawn(argv, fds);
     close(fds[1]);
     *err_fd = fds[0];
     return pid;
@@ -519,4 +523,73 @@ static int remove_entry(const char *path, const struct stat *sb, int flag, struc
 void drv_scratch_remove(const char *dir)
 {
     nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+void drv_host_open(drv_host *h, const loom_proc_options *o)
+{
+    memset(h, 0, sizeof *h);
+    cr_assert_eq(uv_loop_init(&h->loop), 0);
+    drv_scratch(h->dir, sizeof h->dir);
+    cr_assert_eq(loom_proc_create(&h->loop, o, &h->p), 0);
+}
+
+void drv_host_listen(drv_host *h, const char *sock)
+{
+    snprintf(h->addr, sizeof h->addr, "unix:%s/%s", h->dir, sock);
+    cr_assert_eq(loom_proc_listen(h->p, h->addr), 0, "%s", loom_errdetail());
+    h->d = drv_connect(&h->loop, h->addr, 10000);
+    cr_assert_not_null(h->d);
+}
+
+static void on_host_down(loom_proc *p, void *user)
+{
+    (void)p;
+    *(bool *)user = true;
+}
+
+void drv_host_close(drv_host *h, uint64_t grace_ms)
+{
+    drv_free(h->d);
+    h->d = NULL;
+    bool down = false;
+    loom_proc_shutdown(h->p, grace_ms, on_host_down, &down);
+    for (int i = 0; i < 500 && !down; i++)
+        drv_run_for(&h->loop, 10);
+    cr_assert(down);
+    loom_proc_free(h->p);
+    uv_run(&h->loop, UV_RUN_DEFAULT);
+    cr_assert_eq(uv_loop_close(&h->loop), 0);
+    drv_scratch_remove(h->dir);
+}
+
+void drv_host_remove_scratch(const drv_host *h)
+{
+    if (h->dir[0] != '\0')
+        drv_scratch_remove(h->dir);
+}
+
+void drv_child_prepare(drv_child *c, const char *sock)
+{
+    memset(c, 0, sizeof *c);
+    drv_scratch(c->dir, sizeof c->dir);
+    snprintf(c->addr, sizeof c->addr, "unix:%s/%s", c->dir, sock);
+}
+
+void drv_child_start(drv_child *c, char *const argv[], uint64_t timeout_ms)
+{
+    c->pid = drv_spawn(argv);
+    uv_loop_init(&c->loop);
+    c->d = drv_connect(&c->loop, c->addr, timeout_ms);
+    cr_assert_not_null(c->d, "%s did not come up", argv[0]);
+}
+
+void drv_child_finish(drv_child *c, int status)
+{
+    cr_assert(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit status %d",
+              status);
+    drv_free(c->d);
+    c->d = NULL;
+    uv_run(&c->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&c->loop);
+    drv_scratch_remove(c->dir);
 }

@@ -80,6 +80,8 @@ typedef struct drv_answer {
 /* drv_step with args taken from (and freeing) a writer (NULL: no args). */
 drv_answer drv_step_mp(drv *d, drv_machine *m, loom_proc_kind kind, loom_mp_writer *args);
 void drv_answer_free(drv_answer *a);
+/* The same for an answer the test does not look at. */
+void drv_answer_discard(drv_answer a);
 /* Checks an answer is the business "no" {"ok": false, "error": code}
  * with no change to the machine, then frees it. */
 void drv_expect_refusal(drv_answer a, const char *code);
@@ -107,5 +109,43 @@ int drv_reap(pid_t pid, uint64_t timeout_ms);
 /* A fresh scratch directory under $TMPDIR or /tmp (static buffer free). */
 void drv_scratch(char *out, size_t size);
 void drv_scratch_remove(const char *dir);
+
+/* A processor under test on the test's own loop: a scratch directory,
+ * the processor, its Unix socket there and a driver connected to it. */
+typedef struct drv_host {
+    uv_loop_t loop;
+    loom_proc *p;
+    char dir[256];
+    char addr[320];
+    drv *d;
+} drv_host;
+
+/* Loop, scratch directory and processor (o may be NULL); no handlers. */
+void drv_host_open(drv_host *h, const loom_proc_options *o);
+/* Listens on unix:DIR/sock and connects h->d. */
+void drv_host_listen(drv_host *h, const char *sock);
+/* Frees h->d, shuts the processor down with grace_ms and frees it all. */
+void drv_host_close(drv_host *h, uint64_t grace_ms);
+/* For a suite's .fini: a test that ended early still leaves no scratch. */
+void drv_host_remove_scratch(const drv_host *h);
+
+/* A processor binary under test, driven over a Unix socket in a scratch
+ * directory. */
+typedef struct drv_child {
+    char dir[256];
+    char addr[320];
+    pid_t pid;
+    uv_loop_t loop;
+    drv *d;
+} drv_child;
+
+/* Makes the scratch directory and addr = unix:DIR/sock (for argv). */
+void drv_child_prepare(drv_child *c, const char *sock);
+/* Spawns argv and connects c->d, failing the test when the processor
+ * does not come up within timeout_ms. */
+void drv_child_start(drv_child *c, char *const argv[], uint64_t timeout_ms);
+/* Checks status (as drv_stop or drv_reap return it) is a clean exit 0,
+ * then frees the driver, the loop and the scratch directory. */
+void drv_child_finish(drv_child *c, int status);
 
 #endif

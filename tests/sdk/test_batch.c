@@ -10,69 +10,33 @@
 
 #define WAIT_MS 10000
 
-typedef struct fixture {
-    uv_loop_t loop;
-    loom_proc *p;
-    batch_config cfg;
-    char dir[256];
-    char addr[320];
-    drv *d;
-} fixture;
+static drv_host fx;
+static batch_config fx_cfg;
 
-static fixture fx;
-
-/* A failed assertion ends the test early: still leave no scratch files. */
 static void remove_scratch(void)
 {
-    if (fx.dir[0] != '\0')
-        drv_scratch_remove(fx.dir);
+    drv_host_remove_scratch(&fx);
 }
 
 TestSuite(batch, .fini = remove_scratch);
 
 static void start(double fail_rate, double object_fail_rate)
 {
-    memset(&fx, 0, sizeof fx);
-    cr_assert_eq(uv_loop_init(&fx.loop), 0);
-    drv_scratch(fx.dir, sizeof fx.dir);
-    batch_config_init(&fx.cfg);
-    fx.cfg.remote_delay_ms = 5;
-    fx.cfg.poll_interval_ms = 10;
-    fx.cfg.remote_polls = 2;
-    fx.cfg.fail_rate = fail_rate;
-    fx.cfg.object_fail_rate = object_fail_rate;
-    fx.cfg.seed = 3;
-    cr_assert_eq(loom_proc_create(&fx.loop, NULL, &fx.p), 0);
-    cr_assert_eq(batch_register(fx.p, &fx.cfg), 0);
-    snprintf(fx.addr, sizeof fx.addr, "unix:%s/batch.sock", fx.dir);
-    cr_assert_eq(loom_proc_listen(fx.p, fx.addr), 0, "%s", loom_errdetail());
-    fx.d = drv_connect(&fx.loop, fx.addr, WAIT_MS);
-    cr_assert_not_null(fx.d);
-}
-
-static void on_down(loom_proc *p, void *user)
-{
-    (void)p;
-    *(bool *)user = true;
+    drv_host_open(&fx, NULL);
+    batch_config_init(&fx_cfg);
+    fx_cfg.remote_delay_ms = 5;
+    fx_cfg.poll_interval_ms = 10;
+    fx_cfg.remote_polls = 2;
+    fx_cfg.fail_rate = fail_rate;
+    fx_cfg.object_fail_rate = object_fail_rate;
+    fx_cfg.seed = 3;
+    cr_assert_eq(batch_register(fx.p, &fx_cfg), 0);
+    drv_host_listen(&fx, "batch.sock");
 }
 
 static void stop(void)
 {
-    drv_free(fx.d);
-    bool down = false;
-    loom_proc_shutdown(fx.p, 1000, on_down, &down);
-    for (int i = 0; i < 500 && !down; i++)
-        drv_run_for(&fx.loop, 10);
-    cr_assert(down);
-    loom_proc_free(fx.p);
-    uv_run(&fx.loop, UV_RUN_DEFAULT);
-    cr_assert_eq(uv_loop_close(&fx.loop), 0);
-    drv_scratch_remove(fx.dir);
-}
-
-static void free_step(drv_answer a)
-{
-    drv_answer_free(&a);
+    drv_host_close(&fx, 1000);
 }
 
 static drv_answer commit(drv *d, drv_machine *m, const char *content_type, int first, int count)
@@ -124,11 +88,11 @@ static void check_fold_matches_snapshot(const drv_machine *m)
 /* init, commit, send, then timeouts until the batch settles. */
 static void run_to_the_end(drv_machine *m, const char *content_type, int objects)
 {
-    free_step(drv_step_mp(fx.d, m, LOOM_PROC_INIT, NULL));
-    free_step(commit(fx.d, m, content_type, 0, objects));
-    free_step(op(fx.d, m, "send"));
+    drv_answer_discard(drv_step_mp(fx.d, m, LOOM_PROC_INIT, NULL));
+    drv_answer_discard(commit(fx.d, m, content_type, 0, objects));
+    drv_answer_discard(op(fx.d, m, "send"));
     for (int i = 0; i < 10 && m->timer_deadline_ms != 0; i++)
-        free_step(drv_step_mp(fx.d, m, LOOM_PROC_TIMEOUT, NULL));
+        drv_answer_discard(drv_step_mp(fx.d, m, LOOM_PROC_TIMEOUT, NULL));
     cr_assert_eq(m->timer_deadline_ms, 0, "batch never settled");
 }
 
@@ -138,7 +102,7 @@ Test(batch, commit_send_poll_done_with_per_object_results)
     drv_machine m;
     drv_machine_init(&m, "batch", "b-1");
     char type[32];
-    free_step(drv_step_mp(fx.d, &m, LOOM_PROC_INIT, NULL));
+    drv_answer_discard(drv_step_mp(fx.d, &m, LOOM_PROC_INIT, NULL));
     cr_assert_str_eq(drv_last_event_type(&m, type, sizeof type), "initialized");
     drv_answer a = commit(fx.d, &m, "product", 0, 6);
     int64_t n;
@@ -149,7 +113,7 @@ Test(batch, commit_send_poll_done_with_per_object_results)
     cr_assert_eq(loom_mp_get_int(a.doc.root, "objects", &n), 0);
     cr_assert_eq(n, 10);
     drv_answer_free(&a);
-    cr_assert_str_eq(batch_registry_holder(&fx.cfg, "product"), "batch/b-1");
+    cr_assert_str_eq(batch_registry_holder(&fx_cfg, "product"), "batch/b-1");
 
     a = op(fx.d, &m, "send");
     char remote[64];
@@ -161,13 +125,13 @@ Test(batch, commit_send_poll_done_with_per_object_results)
     drv_expect_refusal(commit(fx.d, &m, "product", 10, 1), "not_committable");
 
     for (uint32_t poll = 1; poll <= 2; poll++) {
-        free_step(drv_step_mp(fx.d, &m, LOOM_PROC_TIMEOUT, NULL));
+        drv_answer_discard(drv_step_mp(fx.d, &m, LOOM_PROC_TIMEOUT, NULL));
         cr_assert_str_eq(drv_last_event_type(&m, type, sizeof type), "ongoing");
         cr_assert_eq(snapshot_of(&m)->polls, poll);
         cr_assert_neq(m.timer_deadline_ms, 0);
     }
     size_t before = m.n_events;
-    free_step(drv_step_mp(fx.d, &m, LOOM_PROC_TIMEOUT, NULL));
+    drv_answer_discard(drv_step_mp(fx.d, &m, LOOM_PROC_TIMEOUT, NULL));
     cr_assert_eq(m.n_events, before + 10 + 1, "one result per object, then done");
     cr_assert_str_eq(drv_last_event_type(&m, type, sizeof type), "done");
     batch *b = snapshot_of(&m);
@@ -175,7 +139,7 @@ Test(batch, commit_send_poll_done_with_per_object_results)
     cr_assert_eq(b->succeeded + b->failed, 10);
     cr_assert(b->failed > 0 && b->succeeded > 0, "30%% rejection: %u failed", b->failed);
     cr_assert_eq(m.timer_deadline_ms, 0);
-    cr_assert_null(batch_registry_holder(&fx.cfg, "product"));
+    cr_assert_null(batch_registry_holder(&fx_cfg, "product"));
 
     /* every object has its own result: a remote id or an error */
     for (size_t i = before; i < before + 10; i++) {
@@ -202,13 +166,13 @@ Test(batch, remote_failure_fails_the_batch_and_frees_the_content_type)
     run_to_the_end(&m, "stock", 3);
     cr_assert_str_eq(drv_last_event_type(&m, type, sizeof type), "failed");
     cr_assert_eq(snapshot_of(&m)->status, BATCH_FAILED);
-    cr_assert_null(batch_registry_holder(&fx.cfg, "stock"));
+    cr_assert_null(batch_registry_holder(&fx_cfg, "stock"));
     check_fold_matches_snapshot(&m);
     /* the content type is free for another batch */
     drv_machine other;
     drv_machine_init(&other, "batch", "b-g");
-    free_step(drv_step_mp(fx.d, &other, LOOM_PROC_INIT, NULL));
-    free_step(commit(fx.d, &other, "stock", 0, 1));
+    drv_answer_discard(drv_step_mp(fx.d, &other, LOOM_PROC_INIT, NULL));
+    drv_answer_discard(commit(fx.d, &other, "stock", 0, 1));
     cr_assert_eq(snapshot_of(&other)->status, BATCH_COMMITTED);
     drv_machine_free(&other);
     drv_machine_free(&m);
@@ -221,9 +185,9 @@ Test(batch, second_commit_for_a_busy_content_type_is_refused)
     drv_machine a, b;
     drv_machine_init(&a, "batch", "b-a");
     drv_machine_init(&b, "batch", "b-b");
-    free_step(drv_step_mp(fx.d, &a, LOOM_PROC_INIT, NULL));
-    free_step(drv_step_mp(fx.d, &b, LOOM_PROC_INIT, NULL));
-    free_step(commit(fx.d, &a, "price", 0, 2));
+    drv_answer_discard(drv_step_mp(fx.d, &a, LOOM_PROC_INIT, NULL));
+    drv_answer_discard(drv_step_mp(fx.d, &b, LOOM_PROC_INIT, NULL));
+    drv_answer_discard(commit(fx.d, &a, "price", 0, 2));
     drv_answer r = commit(fx.d, &b, "price", 0, 2);
     char holder[64];
     cr_assert_eq(loom_mp_get_strcpy(r.doc.root, "detail", holder, sizeof holder), 0);
@@ -231,7 +195,7 @@ Test(batch, second_commit_for_a_busy_content_type_is_refused)
     drv_expect_refusal(r, "content_type_busy");
     cr_assert_eq(snapshot_of(&b)->status, BATCH_INITIALIZED);
     /* another content type is fine meanwhile */
-    free_step(commit(fx.d, &b, "product", 0, 1));
+    drv_answer_discard(commit(fx.d, &b, "product", 0, 1));
     drv_expect_refusal(commit(fx.d, &b, "price", 0, 1), "content_type_mismatch");
     drv_machine_free(&a);
     drv_machine_free(&b);
@@ -246,12 +210,12 @@ Test(batch, registry_is_rebuilt_lazily_after_a_restart)
     drv_machine a, b;
     drv_machine_init(&a, "batch", "b-a");
     drv_machine_init(&b, "batch", "b-b");
-    free_step(drv_step_mp(fx.d, &a, LOOM_PROC_INIT, NULL));
-    free_step(commit(fx.d, &a, "price", 0, 2));
-    memset(&fx.cfg.registry, 0, sizeof fx.cfg.registry); /* the restart */
-    free_step(op(fx.d, &a, "get"));
-    cr_assert_str_eq(batch_registry_holder(&fx.cfg, "price"), "batch/b-a");
-    free_step(drv_step_mp(fx.d, &b, LOOM_PROC_INIT, NULL));
+    drv_answer_discard(drv_step_mp(fx.d, &a, LOOM_PROC_INIT, NULL));
+    drv_answer_discard(commit(fx.d, &a, "price", 0, 2));
+    memset(&fx_cfg.registry, 0, sizeof fx_cfg.registry); /* the restart */
+    drv_answer_discard(op(fx.d, &a, "get"));
+    cr_assert_str_eq(batch_registry_holder(&fx_cfg, "price"), "batch/b-a");
+    drv_answer_discard(drv_step_mp(fx.d, &b, LOOM_PROC_INIT, NULL));
     drv_expect_refusal(commit(fx.d, &b, "price", 0, 1), "content_type_busy");
     drv_machine_free(&a);
     drv_machine_free(&b);
@@ -263,7 +227,7 @@ Test(batch, invalid_calls)
     start(0.0, 0.0);
     drv_machine m;
     drv_machine_init(&m, "batch", "b-x");
-    free_step(drv_step_mp(fx.d, &m, LOOM_PROC_INIT, NULL));
+    drv_answer_discard(drv_step_mp(fx.d, &m, LOOM_PROC_INIT, NULL));
     drv_expect_refusal(op(fx.d, &m, "send"), "not_committed");
     drv_expect_refusal(commit(fx.d, &m, "product", 0, 0), "no_objects");
     drv_expect_refusal(commit(fx.d, &m, "product", 0, BATCH_MAX_OBJECTS + 1), "too_many_objects");
@@ -279,7 +243,7 @@ Test(batch, invalid_calls)
     loom_mp_str(&w, "ok-id");
     loom_mp_int(&w, 5);
     drv_expect_failure(drv_step_mp(fx.d, &m, LOOM_PROC_CALL, &w), "object id");
-    cr_assert_null(batch_registry_holder(&fx.cfg, "product"), "a refused commit claims nothing");
+    cr_assert_null(batch_registry_holder(&fx_cfg, "product"), "a refused commit claims nothing");
     drv_expect_failure(drv_step_mp(fx.d, &m, LOOM_PROC_REPAIR, NULL), "not repairable");
     cr_assert_eq(m.n_events, 1);
     drv_machine_free(&m);
@@ -288,12 +252,11 @@ Test(batch, invalid_calls)
 
 Test(batch, binary_runs_the_flow_and_stops_on_sigterm)
 {
-    char dir[256], addr[320];
-    drv_scratch(dir, sizeof dir);
-    snprintf(addr, sizeof addr, "unix:%s/batch.sock", dir);
+    drv_child c;
+    drv_child_prepare(&c, "batch.sock");
     char *argv[] = {LOOM_BIN_DIR "/loom-batch-processor",
                     "--listen",
-                    addr,
+                    c.addr,
                     "--remote-delay-ms",
                     "5",
                     "--poll-interval-ms",
@@ -305,28 +268,19 @@ Test(batch, binary_runs_the_flow_and_stops_on_sigterm)
                     "--seed",
                     "5",
                     NULL};
-    pid_t pid = drv_spawn(argv);
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    drv *d = drv_connect(&loop, addr, WAIT_MS);
-    cr_assert_not_null(d, "processor did not come up");
+    drv_child_start(&c, argv, WAIT_MS);
+    drv *d = c.d;
     drv_machine m;
     drv_machine_init(&m, "batch", "bin-1");
     char type[32];
-    free_step(drv_step_mp(d, &m, LOOM_PROC_INIT, NULL));
-    free_step(commit(d, &m, "product", 0, 3));
-    free_step(op(d, &m, "send"));
-    free_step(drv_step_mp(d, &m, LOOM_PROC_TIMEOUT, NULL));
+    drv_answer_discard(drv_step_mp(d, &m, LOOM_PROC_INIT, NULL));
+    drv_answer_discard(commit(d, &m, "product", 0, 3));
+    drv_answer_discard(op(d, &m, "send"));
+    drv_answer_discard(drv_step_mp(d, &m, LOOM_PROC_TIMEOUT, NULL));
     cr_assert_str_eq(drv_last_event_type(&m, type, sizeof type), "ongoing");
-    free_step(drv_step_mp(d, &m, LOOM_PROC_TIMEOUT, NULL));
+    drv_answer_discard(drv_step_mp(d, &m, LOOM_PROC_TIMEOUT, NULL));
     cr_assert_str_eq(drv_last_event_type(&m, type, sizeof type), "done");
     cr_assert_eq(snapshot_of(&m)->succeeded, 3);
     drv_machine_free(&m);
-    int status = drv_stop(pid, WAIT_MS);
-    cr_assert(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit status %d",
-              status);
-    drv_free(d);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    uv_loop_close(&loop);
-    drv_scratch_remove(dir);
+    drv_child_finish(&c, drv_stop(c.pid, WAIT_MS));
 }

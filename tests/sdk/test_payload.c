@@ -4,10 +4,12 @@
 #include "loom/payload.h"
 
 /* Builds {"type": "invoice_created", "amount": -42, "ok": true,
- * "blob": bin(3), "items": ["a", 7], "nested": {"k": "v"}}. */
-static void build_sample(loom_mp_writer *w)
+ * "blob": bin(3), "items": ["a", 7], "nested": {"k": "v"}} in a fresh w;
+ * the caller frees w. */
+static void build_sample(loom_mp_writer *w, const uint8_t **data, size_t *len)
 {
     static const uint8_t blob[3] = {0, 1, 2};
+    loom_mp_writer_init(w, 0);
     loom_mp_map(w, 6);
     loom_mp_kv_str(w, "type", "invoice_created");
     loom_mp_kv_int(w, "amount", -42);
@@ -21,16 +23,15 @@ static void build_sample(loom_mp_writer *w)
     loom_mp_str(w, "nested");
     loom_mp_map(w, 1);
     loom_mp_kv_str(w, "k", "v");
+    cr_assert_eq(loom_mp_writer_finish(w, data, len), 0);
 }
 
 Test(payload, round_trip_of_every_supported_type)
 {
     loom_mp_writer w;
-    loom_mp_writer_init(&w, 0);
-    build_sample(&w);
     const uint8_t *data;
     size_t len;
-    cr_assert_eq(loom_mp_writer_finish(&w, &data, &len), 0);
+    build_sample(&w, &data, &len);
 
     loom_mp_doc d;
     cr_assert_eq(loom_mp_parse(&d, data, len), 0, "%s", loom_errdetail());
@@ -69,11 +70,9 @@ Test(payload, round_trip_of_every_supported_type)
 Test(payload, missing_key_and_wrong_type_are_named)
 {
     loom_mp_writer w;
-    loom_mp_writer_init(&w, 0);
-    build_sample(&w);
     const uint8_t *data;
     size_t len;
-    cr_assert_eq(loom_mp_writer_finish(&w, &data, &len), 0);
+    build_sample(&w, &data, &len);
     loom_mp_doc d;
     cr_assert_eq(loom_mp_parse(&d, data, len), 0);
     int64_t i;
@@ -99,11 +98,9 @@ Test(payload, missing_key_and_wrong_type_are_named)
 Test(payload, every_truncation_is_an_error)
 {
     loom_mp_writer w;
-    loom_mp_writer_init(&w, 0);
-    build_sample(&w);
     const uint8_t *data;
     size_t len;
-    cr_assert_eq(loom_mp_writer_finish(&w, &data, &len), 0);
+    build_sample(&w, &data, &len);
     for (size_t cut = 0; cut < len; cut++) {
         uint8_t *copy = malloc(cut + 1); /* exact size: ASan catches over-reads */
         memcpy(copy, data, cut);
@@ -118,11 +115,9 @@ Test(payload, every_truncation_is_an_error)
 Test(payload, mutated_input_never_crashes)
 {
     loom_mp_writer w;
-    loom_mp_writer_init(&w, 0);
-    build_sample(&w);
     const uint8_t *data;
     size_t len;
-    cr_assert_eq(loom_mp_writer_finish(&w, &data, &len), 0);
+    build_sample(&w, &data, &len);
     uint32_t rng = 12345;
     int parsed = 0, refused = 0;
     for (int round = 0; round < 20000; round++) {

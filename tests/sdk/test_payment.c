@@ -12,61 +12,31 @@
 
 #define WAIT_MS 10000
 
-typedef struct fixture {
-    uv_loop_t loop;
-    loom_proc *p;
-    payment_config cfg;
-    char dir[256];
-    char addr[320];
-    drv *d;
-} fixture;
+static drv_host fx;
+static payment_config fx_cfg;
 
-static fixture fx;
-
-/* A failed assertion ends the test early: still leave no scratch files. */
 static void remove_scratch(void)
 {
-    if (fx.dir[0] != '\0')
-        drv_scratch_remove(fx.dir);
+    drv_host_remove_scratch(&fx);
 }
 
 TestSuite(payment, .fini = remove_scratch);
 
 static void start(double fail_rate, uint64_t seed)
 {
-    memset(&fx, 0, sizeof fx);
-    cr_assert_eq(uv_loop_init(&fx.loop), 0);
-    drv_scratch(fx.dir, sizeof fx.dir);
-    payment_config_init(&fx.cfg);
-    fx.cfg.provider_delay_ms = 10;
-    fx.cfg.fail_rate = fail_rate;
-    fx.cfg.seed = seed;
-    cr_assert_eq(loom_proc_create(&fx.loop, NULL, &fx.p), 0);
-    cr_assert_eq(payment_register(fx.p, &fx.cfg), 0);
-    snprintf(fx.addr, sizeof fx.addr, "unix:%s/pay.sock", fx.dir);
-    cr_assert_eq(loom_proc_listen(fx.p, fx.addr), 0, "%s", loom_errdetail());
-    fx.d = drv_connect(&fx.loop, fx.addr, WAIT_MS);
-    cr_assert_not_null(fx.d);
-}
-
-static void on_down(loom_proc *p, void *user)
-{
-    (void)p;
-    *(bool *)user = true;
+    drv_host_open(&fx, NULL);
+    memset(&fx_cfg, 0, sizeof fx_cfg);
+    payment_config_init(&fx_cfg);
+    fx_cfg.provider_delay_ms = 10;
+    fx_cfg.fail_rate = fail_rate;
+    fx_cfg.seed = seed;
+    cr_assert_eq(payment_register(fx.p, &fx_cfg), 0);
+    drv_host_listen(&fx, "pay.sock");
 }
 
 static void stop(void)
 {
-    drv_free(fx.d);
-    bool down = false;
-    loom_proc_shutdown(fx.p, 1000, on_down, &down);
-    for (int i = 0; i < 500 && !down; i++)
-        drv_run_for(&fx.loop, 10);
-    cr_assert(down);
-    loom_proc_free(fx.p);
-    uv_run(&fx.loop, UV_RUN_DEFAULT);
-    cr_assert_eq(uv_loop_close(&fx.loop), 0);
-    drv_scratch_remove(fx.dir);
+    drv_host_close(&fx, 1000);
 }
 
 /* ------------------------------------------------------------ helpers */
@@ -91,11 +61,6 @@ static drv_answer call(drv *d, drv_machine *m, const char *op, int64_t amount)
     if (amount != 0)
         loom_mp_kv_int(&w, "amount", amount);
     return drv_step_mp(d, m, LOOM_PROC_CALL, &w);
-}
-
-static void free_step(drv_answer a)
-{
-    drv_answer_free(&a);
 }
 
 static invoice snapshot_of(const drv_machine *m)
@@ -129,7 +94,7 @@ Test(payment, invoice_paid_captured_then_refunded)
     drv_machine_init(&m, "invoice", "inv-1");
     char type[32];
     int64_t before = loom_proc_now_ms();
-    free_step(init_invoice(fx.d, &m, 1000, 60000));
+    drv_answer_discard(init_invoice(fx.d, &m, 1000, 60000));
     cr_assert_eq(m.n_events, 1);
     cr_assert_str_eq(drv_last_event_type(&m, type, sizeof type), "invoice_created");
     cr_assert_geq(m.timer_deadline_ms, before + 60000);
@@ -145,7 +110,7 @@ Test(payment, invoice_paid_captured_then_refunded)
     cr_assert_str_eq(snapshot_of(&m).payment_id, "inv-1-p1");
     drv_expect_refusal(call(fx.d, &m, "pay", 0), "not_payable");
 
-    free_step(drv_step_mp(fx.d, &m, LOOM_PROC_TIMEOUT, NULL)); /* the poll */
+    drv_answer_discard(drv_step_mp(fx.d, &m, LOOM_PROC_TIMEOUT, NULL)); /* the poll */
     cr_assert_str_eq(drv_last_event_type(&m, type, sizeof type), "payment_captured");
     cr_assert_eq(snapshot_of(&m).status, INVOICE_PAID);
     cr_assert_eq(snapshot_of(&m).captured, 1000);
@@ -158,7 +123,7 @@ Test(payment, invoice_paid_captured_then_refunded)
     drv_answer_free(&a);
     drv_expect_refusal(call(fx.d, &m, "refund", 800), "refund_too_large");
     drv_expect_refusal(call(fx.d, &m, "refund", -5), "bad_amount");
-    free_step(call(fx.d, &m, "refund", 700));
+    drv_answer_discard(call(fx.d, &m, "refund", 700));
     drv_expect_refusal(call(fx.d, &m, "refund", 1), "refund_too_large");
     cr_assert_eq(snapshot_of(&m).refunded, 1000);
     cr_assert_eq(m.n_events, 5);
@@ -176,21 +141,42 @@ Test(payment, invoice_paid_captured_then_refunded)
     stop();
 }
 
+/* The payment id keeps 40 bytes of the machine id: a character that
+ * straddles the cut is left out whole. */
+Test(payment, payment_id_never_splits_a_character)
+{
+    start(0.0, 1);
+    char id[64];
+    memset(id, 'a', 39);
+    snprintf(id + 39, sizeof id - 39, "\xc3\xa9tail"); /* e-acute over bytes 40-41 */
+    drv_machine m;
+    drv_machine_init(&m, "invoice", id);
+    drv_answer_discard(init_invoice(fx.d, &m, 1000, 60000));
+    drv_answer_discard(call(fx.d, &m, "pay", 0));
+    invoice inv = snapshot_of(&m);
+    const char *pid = inv.payment_id;
+    cr_assert_eq(loom_utf8_valid(pid, strlen(pid)), 1, "%s", pid);
+    cr_assert_eq(strlen(pid), 39 + strlen("-p1"));
+    cr_assert_str_eq(pid + 39, "-p1");
+    drv_machine_free(&m);
+    stop();
+}
+
 Test(payment, declined_payment_goes_back_to_unpaid)
 {
     start(1.0, 1);
     drv_machine m;
     drv_machine_init(&m, "invoice", "inv-2");
     char type[32];
-    free_step(init_invoice(fx.d, &m, 500, 60000));
+    drv_answer_discard(init_invoice(fx.d, &m, 500, 60000));
     int64_t due_at = snapshot_of(&m).due_at_ms;
-    free_step(call(fx.d, &m, "pay", 0));
-    free_step(drv_step_mp(fx.d, &m, LOOM_PROC_TIMEOUT, NULL));
+    drv_answer_discard(call(fx.d, &m, "pay", 0));
+    drv_answer_discard(drv_step_mp(fx.d, &m, LOOM_PROC_TIMEOUT, NULL));
     cr_assert_str_eq(drv_last_event_type(&m, type, sizeof type), "payment_failed");
     cr_assert_eq(snapshot_of(&m).status, INVOICE_UNPAID);
     cr_assert_eq(m.timer_deadline_ms, due_at, "the expiry timer is back");
     /* a second attempt gets a new payment id */
-    free_step(call(fx.d, &m, "pay", 0));
+    drv_answer_discard(call(fx.d, &m, "pay", 0));
     cr_assert_str_eq(snapshot_of(&m).payment_id, "inv-2-p2");
     drv_expect_refusal(call(fx.d, &m, "refund", 10), "not_paid");
     check_fold_matches_snapshot(&m);
@@ -204,18 +190,18 @@ Test(payment, unpaid_invoice_expires_by_its_timer)
     drv_machine m;
     drv_machine_init(&m, "invoice", "inv-3");
     char type[32];
-    free_step(init_invoice(fx.d, &m, 500, 300));
+    drv_answer_discard(init_invoice(fx.d, &m, 500, 300));
     /* a timer that fires early changes nothing and sleeps on */
     int64_t due_at = snapshot_of(&m).due_at_ms;
     if (loom_proc_now_ms() < due_at - 50) {
-        free_step(drv_step_mp(fx.d, &m, LOOM_PROC_TIMEOUT, NULL));
+        drv_answer_discard(drv_step_mp(fx.d, &m, LOOM_PROC_TIMEOUT, NULL));
         cr_assert_eq(m.n_events, 1);
         cr_assert_eq(m.timer_deadline_ms, due_at);
     }
     while (loom_proc_now_ms() <= due_at)
         drv_run_for(&fx.loop, 20);
     drv_expect_refusal(call(fx.d, &m, "pay", 0), "expired");
-    free_step(drv_step_mp(fx.d, &m, LOOM_PROC_TIMEOUT, NULL));
+    drv_answer_discard(drv_step_mp(fx.d, &m, LOOM_PROC_TIMEOUT, NULL));
     cr_assert_str_eq(drv_last_event_type(&m, type, sizeof type), "invoice_expired");
     cr_assert_eq(snapshot_of(&m).status, INVOICE_EXPIRED);
     cr_assert_eq(m.timer_deadline_ms, 0);
@@ -234,7 +220,7 @@ Test(payment, invalid_requests_fail_for_good)
     drv_answer a = {.env = drv_step(fx.d, &m, LOOM_PROC_INIT, "\xc1", 1, WAIT_MS)};
     drv_expect_failure(a, "malformed msgpack");
     cr_assert_eq(m.n_events, 0);
-    free_step(init_invoice(fx.d, &m, 10, 60000));
+    drv_answer_discard(init_invoice(fx.d, &m, 10, 60000));
     drv_expect_failure(call(fx.d, &m, "teleport", 0), "unknown op");
     loom_mp_writer w;
     loom_mp_writer_init(&w, 0);
@@ -265,9 +251,9 @@ Test(payment, provider_outcomes_are_reproducible_by_seed)
             snprintf(id, sizeof id, "inv-%d", k);
             drv_machine m;
             drv_machine_init(&m, "invoice", id);
-            free_step(init_invoice(fx.d, &m, 100, 60000));
-            free_step(call(fx.d, &m, "pay", 0));
-            free_step(drv_step_mp(fx.d, &m, LOOM_PROC_TIMEOUT, NULL));
+            drv_answer_discard(init_invoice(fx.d, &m, 100, 60000));
+            drv_answer_discard(call(fx.d, &m, "pay", 0));
+            drv_answer_discard(drv_step_mp(fx.d, &m, LOOM_PROC_TIMEOUT, NULL));
             bool paid = snapshot_of(&m).status == INVOICE_PAID;
             declined += !paid;
             if (run == 0)
@@ -284,13 +270,11 @@ Test(payment, provider_outcomes_are_reproducible_by_seed)
 /* The real binary: spawned, driven over a Unix socket, stopped by SIGTERM. */
 Test(payment, binary_runs_the_flow_and_stops_on_sigterm)
 {
-    char dir[256], addr[320], listen[320];
-    drv_scratch(dir, sizeof dir);
-    snprintf(addr, sizeof addr, "unix:%s/pay.sock", dir);
-    snprintf(listen, sizeof listen, "%s", addr);
+    drv_child c;
+    drv_child_prepare(&c, "pay.sock");
     char *argv[] = {LOOM_BIN_DIR "/loom-payment-processor",
                     "--listen",
-                    listen,
+                    c.addr,
                     "--provider-delay-ms",
                     "5",
                     "--fail-rate",
@@ -298,29 +282,21 @@ Test(payment, binary_runs_the_flow_and_stops_on_sigterm)
                     "--seed",
                     "9",
                     NULL};
-    pid_t pid = drv_spawn(argv);
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    drv *d = drv_connect(&loop, addr, WAIT_MS);
-    cr_assert_not_null(d, "processor did not come up");
+    drv_child_start(&c, argv, WAIT_MS);
+    drv *d = c.d;
     drv_machine m;
     drv_machine_init(&m, "invoice", "bin-1");
-    free_step(init_invoice(d, &m, 250, 60000));
-    free_step(call(d, &m, "pay", 0));
-    free_step(drv_step_mp(d, &m, LOOM_PROC_TIMEOUT, NULL));
+    drv_answer_discard(init_invoice(d, &m, 250, 60000));
+    drv_answer_discard(call(d, &m, "pay", 0));
+    drv_answer_discard(drv_step_mp(d, &m, LOOM_PROC_TIMEOUT, NULL));
     cr_assert_eq(snapshot_of(&m).status, INVOICE_PAID);
-    free_step(call(d, &m, "refund", 250));
+    drv_answer_discard(call(d, &m, "refund", 250));
     drv_expect_refusal(call(d, &m, "refund", 1), "refund_too_large");
     cr_assert_eq(m.n_events, 4);
     drv_machine_free(&m);
-    int status = drv_stop(pid, WAIT_MS);
-    cr_assert(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit status %d",
-              status);
+    int status = drv_stop(c.pid, WAIT_MS);
     cr_assert(drv_wait_closed(d, WAIT_MS));
-    drv_free(d);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    uv_loop_close(&loop);
-    drv_scratch_remove(dir);
+    drv_child_finish(&c, status);
 }
 
 Test(payment, binary_rejects_bad_flags)
@@ -337,23 +313,19 @@ Test(payment, binary_rejects_bad_flags)
  * gets its result (within the grace period), then the process exits 0. */
 Test(payment, binary_finishes_in_flight_work_on_sigterm)
 {
-    char dir[256], addr[320];
-    drv_scratch(dir, sizeof dir);
-    snprintf(addr, sizeof addr, "unix:%s/pay.sock", dir);
+    drv_child c;
+    drv_child_prepare(&c, "pay.sock");
     char *argv[] = {LOOM_BIN_DIR "/loom-payment-processor",
                     "--listen",
-                    addr,
+                    c.addr,
                     "--provider-delay-ms",
                     "1000",
                     NULL};
-    pid_t pid = drv_spawn(argv);
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    drv *d = drv_connect(&loop, addr, WAIT_MS);
-    cr_assert_not_null(d, "processor did not come up");
+    drv_child_start(&c, argv, WAIT_MS);
+    drv *d = c.d;
     drv_machine m;
     drv_machine_init(&m, "invoice", "bin-2");
-    free_step(init_invoice(d, &m, 250, 60000));
+    drv_answer_discard(init_invoice(d, &m, 250, 60000));
     loom_mp_writer w;
     loom_mp_writer_init(&w, 0);
     loom_mp_map(&w, 1);
@@ -364,18 +336,13 @@ Test(payment, binary_finishes_in_flight_work_on_sigterm)
     uint64_t cid = drv_send(d, &m, LOOM_PROC_CALL, data, len);
     loom_mp_writer_free(&w);
     /* let the request reach the handler (it then waits 1 s on the provider) */
-    drv_run_for(&loop, 200);
-    kill(pid, SIGTERM);
+    drv_run_for(&c.loop, 200);
+    kill(c.pid, SIGTERM);
     loom_envelope *env = drv_wait(d, cid, WAIT_MS);
     cr_assert_not_null(drv_result(env), "in-flight call was not finished");
     cr_assert_eq(drv_result(env)->n_events, 1);
     loom_envelope_free(env);
-    int status = drv_reap(pid, WAIT_MS); /* a second SIGTERM would not be graceful */
-    cr_assert(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit status %d",
-              status);
     drv_machine_free(&m);
-    drv_free(d);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    uv_loop_close(&loop);
-    drv_scratch_remove(dir);
+    /* a second SIGTERM would not be graceful */
+    drv_child_finish(&c, drv_reap(c.pid, WAIT_MS));
 }

@@ -16,10 +16,7 @@
 #define MAX_HELD 16
 
 typedef struct fixture {
-    uv_loop_t loop;
-    loom_proc *p;
-    char dir[256];
-    char addr[320];
+    drv_host h;                    /* its driver stays unused: tests connect their own */
     loom_proc_req *held[MAX_HELD]; /* requests whose handler finishes later */
     size_t n_held;
     int shutdown_calls;
@@ -27,11 +24,9 @@ typedef struct fixture {
 
 static fixture fx;
 
-/* A failed assertion ends the test early: still leave no scratch files. */
 static void remove_scratch(void)
 {
-    if (fx.dir[0] != '\0')
-        drv_scratch_remove(fx.dir);
+    drv_host_remove_scratch(&fx.h);
 }
 
 TestSuite(processor, .fini = remove_scratch);
@@ -75,19 +70,17 @@ static void on_any(loom_proc_req *r, void *user)
 static void start_processor(const loom_proc_options *o, bool unix_socket)
 {
     memset(&fx, 0, sizeof fx);
-    cr_assert_eq(uv_loop_init(&fx.loop), 0);
-    drv_scratch(fx.dir, sizeof fx.dir);
-    cr_assert_eq(loom_proc_create(&fx.loop, o, &fx.p), 0);
-    cr_assert_eq(loom_proc_on(fx.p, LOOM_PROC_CALL, on_any, &fx), 0);
-    cr_assert_eq(loom_proc_on(fx.p, LOOM_PROC_INIT, on_any, &fx), 0);
-    cr_assert_eq(loom_proc_on(fx.p, LOOM_PROC_TIMEOUT, on_any, &fx), 0);
+    drv_host_open(&fx.h, o);
+    cr_assert_eq(loom_proc_on(fx.h.p, LOOM_PROC_CALL, on_any, &fx), 0);
+    cr_assert_eq(loom_proc_on(fx.h.p, LOOM_PROC_INIT, on_any, &fx), 0);
+    cr_assert_eq(loom_proc_on(fx.h.p, LOOM_PROC_TIMEOUT, on_any, &fx), 0);
     if (unix_socket) {
-        snprintf(fx.addr, sizeof fx.addr, "unix:%s/proc.sock", fx.dir);
-        cr_assert_eq(loom_proc_listen(fx.p, fx.addr), 0, "%s", loom_errdetail());
+        snprintf(fx.h.addr, sizeof fx.h.addr, "unix:%s/proc.sock", fx.h.dir);
+        cr_assert_eq(loom_proc_listen(fx.h.p, fx.h.addr), 0, "%s", loom_errdetail());
     } else {
-        cr_assert_eq(loom_proc_listen(fx.p, "tcp:127.0.0.1:0"), 0, "%s", loom_errdetail());
-        cr_assert_gt(loom_proc_port(fx.p), 0);
-        snprintf(fx.addr, sizeof fx.addr, "tcp:127.0.0.1:%d", loom_proc_port(fx.p));
+        cr_assert_eq(loom_proc_listen(fx.h.p, "tcp:127.0.0.1:0"), 0, "%s", loom_errdetail());
+        cr_assert_gt(loom_proc_port(fx.h.p), 0);
+        snprintf(fx.h.addr, sizeof fx.h.addr, "tcp:127.0.0.1:%d", loom_proc_port(fx.h.p));
     }
 }
 
@@ -99,22 +92,51 @@ static void on_shutdown(loom_proc *p, void *user)
 
 static void stop_processor(void)
 {
-    loom_proc_shutdown(fx.p, 0, on_shutdown, &fx);
+    loom_proc_shutdown(fx.h.p, 0, on_shutdown, &fx);
     for (int i = 0; i < 200 && fx.shutdown_calls == 0; i++)
-        drv_run_for(&fx.loop, 10);
+        drv_run_for(&fx.h.loop, 10);
     cr_assert_eq(fx.shutdown_calls, 1);
     for (size_t i = 0; i < fx.n_held; i++)
         loom_proc_done(fx.held[i]);
-    loom_proc_free(fx.p);
-    uv_run(&fx.loop, UV_RUN_DEFAULT);
-    cr_assert_eq(uv_loop_close(&fx.loop), 0);
-    drv_scratch_remove(fx.dir);
+    loom_proc_free(fx.h.p);
+    uv_run(&fx.h.loop, UV_RUN_DEFAULT);
+    cr_assert_eq(uv_loop_close(&fx.h.loop), 0);
+    drv_scratch_remove(fx.h.dir);
+}
+
+static drv *connect_driver(void)
+{
+    drv *d = drv_connect(&fx.h.loop, fx.h.addr, WAIT_MS);
+    cr_assert_not_null(d);
+    return d;
+}
+
+/* The start of most tests: a driver and machine ns/m. */
+static drv *connect_with_machine(drv_machine *m)
+{
+    drv_machine_init(m, "ns", "m");
+    return connect_driver();
+}
+
+/* Runs the loop until n requests are held by on_any. */
+static void wait_held(size_t n)
+{
+    for (int i = 0; i < 500 && fx.n_held < n; i++)
+        drv_run_for(&fx.h.loop, 10);
+    cr_assert_geq(fx.n_held, n, "only %zu of %zu requests reached the handler", fx.n_held, n);
+}
+
+/* The end of most tests: the machine, the driver, then the processor. */
+static void finish(drv *d, drv_machine *m)
+{
+    drv_machine_free(m);
+    drv_free(d);
+    stop_processor();
 }
 
 static void check_echo_round_trip(void)
 {
-    drv *d = drv_connect(&fx.loop, fx.addr, WAIT_MS);
-    cr_assert_not_null(d);
+    drv *d = connect_driver();
     drv_machine m;
     drv_machine_init(&m, "invoice", "m-1");
     loom_envelope *env = drv_step(d, &m, LOOM_PROC_INIT, "a1", 2, WAIT_MS);
@@ -165,17 +187,14 @@ Test(processor, round_trip_over_unix_socket)
 Test(processor, replies_go_out_of_order_as_handlers_finish)
 {
     start_processor(NULL, true);
-    drv *d = drv_connect(&fx.loop, fx.addr, WAIT_MS);
-    cr_assert_not_null(d);
     drv_machine m;
-    drv_machine_init(&m, "ns", "m");
+    drv *d = connect_with_machine(&m);
     uint64_t cid[3];
     for (int i = 0; i < 3; i++)
         cid[i] = drv_send(d, &m, LOOM_PROC_CALL, "hold", 4);
-    for (int i = 0; i < 500 && fx.n_held < 3; i++)
-        drv_run_for(&fx.loop, 10);
+    wait_held(3);
     cr_assert_eq(fx.n_held, 3);
-    cr_assert_eq(loom_proc_in_flight(fx.p), 3);
+    cr_assert_eq(loom_proc_in_flight(fx.h.p), 3);
 
     /* finish the last first: its reply arrives while the others wait */
     loom_proc_respond(fx.held[2], "third", 5);
@@ -198,10 +217,8 @@ Test(processor, replies_go_out_of_order_as_handlers_finish)
     env = drv_wait(d, cid[1], WAIT_MS);
     cr_assert_not_null(drv_result(env));
     loom_envelope_free(env);
-    cr_assert_eq(loom_proc_in_flight(fx.p), 0);
-    drv_machine_free(&m);
-    drv_free(d);
-    stop_processor();
+    cr_assert_eq(loom_proc_in_flight(fx.h.p), 0);
+    finish(d, &m);
 }
 
 Test(processor, over_the_in_flight_limit_requests_are_busy)
@@ -210,10 +227,8 @@ Test(processor, over_the_in_flight_limit_requests_are_busy)
     loom_proc_options_init(&o);
     o.max_in_flight = 2;
     start_processor(&o, false);
-    drv *d = drv_connect(&fx.loop, fx.addr, WAIT_MS);
-    cr_assert_not_null(d);
     drv_machine m;
-    drv_machine_init(&m, "ns", "m");
+    drv *d = connect_with_machine(&m);
     uint64_t a = drv_send(d, &m, LOOM_PROC_CALL, "hold", 4);
     uint64_t b = drv_send(d, &m, LOOM_PROC_CALL, "hold", 4);
     uint64_t c = drv_send(d, &m, LOOM_PROC_CALL, "hold", 4);
@@ -237,9 +252,7 @@ Test(processor, over_the_in_flight_limit_requests_are_busy)
     env = drv_step(d, &m, LOOM_PROC_CALL, "go", 2, WAIT_MS);
     cr_assert_not_null(drv_result(env));
     loom_envelope_free(env);
-    drv_machine_free(&m);
-    drv_free(d);
-    stop_processor();
+    finish(d, &m);
 }
 
 /* The connection goes away while handlers run: their completion is
@@ -247,40 +260,33 @@ Test(processor, over_the_in_flight_limit_requests_are_busy)
 Test(processor, completion_after_the_connection_closed_is_dropped)
 {
     start_processor(NULL, true);
-    drv *d = drv_connect(&fx.loop, fx.addr, WAIT_MS);
-    cr_assert_not_null(d);
     drv_machine m;
-    drv_machine_init(&m, "ns", "m");
+    drv *d = connect_with_machine(&m);
     drv_send(d, &m, LOOM_PROC_CALL, "hold", 4);
     drv_send(d, &m, LOOM_PROC_TIMEOUT, "hold", 4);
-    for (int i = 0; i < 500 && fx.n_held < 2; i++)
-        drv_run_for(&fx.loop, 10);
+    wait_held(2);
     cr_assert_eq(fx.n_held, 2);
     drv_free(d);
     for (int i = 0; i < 500 && !loom_proc_req_abandoned(fx.held[0]); i++)
-        drv_run_for(&fx.loop, 10);
+        drv_run_for(&fx.h.loop, 10);
     cr_assert(loom_proc_req_abandoned(fx.held[0]));
     cr_assert(loom_proc_req_abandoned(fx.held[1]));
     cr_assert_eq(loom_proc_append_event(fx.held[0], 1, "late", 4), 0);
     loom_proc_done(fx.held[0]);
     loom_proc_done(fx.held[1]);
     fx.n_held = 0;
-    cr_assert_eq(loom_proc_in_flight(fx.p), 0);
+    cr_assert_eq(loom_proc_in_flight(fx.h.p), 0);
     /* the processor serves the next connection */
-    d = drv_connect(&fx.loop, fx.addr, WAIT_MS);
-    cr_assert_not_null(d);
+    d = connect_driver();
     loom_envelope *env = drv_step(d, &m, LOOM_PROC_CALL, "go", 2, WAIT_MS);
     cr_assert_not_null(drv_result(env));
     loom_envelope_free(env);
-    drv_machine_free(&m);
-    drv_free(d);
-    stop_processor();
+    finish(d, &m);
 }
 
 static void expect_closed_for(const loom_envelope *bad)
 {
-    drv *d = drv_connect(&fx.loop, fx.addr, WAIT_MS);
-    cr_assert_not_null(d);
+    drv *d = connect_driver();
     cr_assert_eq(drv_send_env(d, bad), 0);
     loom_envelope *env = drv_wait(d, bad->correlation_id, WAIT_MS);
     cr_assert_not_null(env, "no error reply before the close");
@@ -320,7 +326,7 @@ Test(processor, malformed_requests_close_the_connection_only)
     env_bk.process = &bad_kind;
     expect_closed_for(&env_bk);
 
-    cr_assert_eq(loom_proc_in_flight(fx.p), 0);
+    cr_assert_eq(loom_proc_in_flight(fx.h.p), 0);
     check_echo_round_trip();
     stop_processor();
 }
@@ -328,19 +334,15 @@ Test(processor, malformed_requests_close_the_connection_only)
 Test(processor, kind_without_handler_fails_for_good)
 {
     start_processor(NULL, true);
-    drv *d = drv_connect(&fx.loop, fx.addr, WAIT_MS);
-    cr_assert_not_null(d);
     drv_machine m;
-    drv_machine_init(&m, "ns", "m");
+    drv *d = connect_with_machine(&m);
     loom_envelope *env = drv_step(d, &m, LOOM_PROC_REPAIR, "r", 1, WAIT_MS);
     const Loom__V1__Failure *fail = drv_failure(env);
     cr_assert_not_null(fail);
     cr_assert_not(fail->retryable);
     cr_assert(strstr(fail->reason, "repair") != NULL, "%s", fail->reason);
     loom_envelope_free(env);
-    drv_machine_free(&m);
-    drv_free(d);
-    stop_processor();
+    finish(d, &m);
 }
 
 static void on_repair_checks(loom_proc_req *r, void *user)
@@ -359,11 +361,9 @@ static void on_repair_checks(loom_proc_req *r, void *user)
 Test(processor, repair_is_answered_or_refused)
 {
     start_processor(NULL, true);
-    loom_proc_on(fx.p, LOOM_PROC_REPAIR, on_repair_checks, NULL);
-    drv *d = drv_connect(&fx.loop, fx.addr, WAIT_MS);
-    cr_assert_not_null(d);
+    loom_proc_on(fx.h.p, LOOM_PROC_REPAIR, on_repair_checks, NULL);
     drv_machine m;
-    drv_machine_init(&m, "ns", "m");
+    drv *d = connect_with_machine(&m);
     m.timer_deadline_ms = 123;
     loom_envelope *env = drv_step(d, &m, LOOM_PROC_REPAIR, "fix", 3, WAIT_MS);
     const Loom__V1__ProcessResult *res = drv_result(env);
@@ -379,30 +379,23 @@ Test(processor, repair_is_answered_or_refused)
     cr_assert_not(drv_failure(env)->retryable);
     cr_assert_str_eq(drv_failure(env)->reason, "not today");
     loom_envelope_free(env);
-    drv_machine_free(&m);
-    drv_free(d);
-    stop_processor();
+    finish(d, &m);
 }
 
 Test(processor, refusing_anything_but_a_repair_is_an_error)
 {
     start_processor(NULL, true);
-    drv *d = drv_connect(&fx.loop, fx.addr, WAIT_MS);
-    cr_assert_not_null(d);
     drv_machine m;
-    drv_machine_init(&m, "ns", "m");
+    drv *d = connect_with_machine(&m);
     uint64_t cid = drv_send(d, &m, LOOM_PROC_CALL, "hold", 4);
-    for (int i = 0; i < 500 && fx.n_held < 1; i++)
-        drv_run_for(&fx.loop, 10);
+    wait_held(1);
     cr_assert_eq(loom_proc_refuse_repair(fx.held[0], "no"), LOOM_EINVALID_ARGUMENT);
     loom_proc_done(fx.held[0]);
     fx.n_held = 0;
     loom_envelope *env = drv_wait(d, cid, WAIT_MS);
     cr_assert_not_null(drv_result(env));
     loom_envelope_free(env);
-    drv_machine_free(&m);
-    drv_free(d);
-    stop_processor();
+    finish(d, &m);
 }
 
 Test(processor, limits_on_events_and_frame_size)
@@ -412,13 +405,10 @@ Test(processor, limits_on_events_and_frame_size)
     o.max_events = 3;
     o.max_frame = 4096;
     start_processor(&o, true);
-    drv *d = drv_connect(&fx.loop, fx.addr, WAIT_MS);
-    cr_assert_not_null(d);
     drv_machine m;
-    drv_machine_init(&m, "ns", "m");
+    drv *d = connect_with_machine(&m);
     uint64_t cid = drv_send(d, &m, LOOM_PROC_CALL, "hold", 4);
-    for (int i = 0; i < 500 && fx.n_held < 1; i++)
-        drv_run_for(&fx.loop, 10);
+    wait_held(1);
     loom_proc_req *r = fx.held[0];
     static uint8_t big[8000];
     for (int i = 0; i < 3; i++)
@@ -433,9 +423,7 @@ Test(processor, limits_on_events_and_frame_size)
     cr_assert_not(fail->retryable);
     cr_assert(strstr(fail->reason, "frame limit") != NULL, "%s", fail->reason);
     loom_envelope_free(env);
-    drv_machine_free(&m);
-    drv_free(d);
-    stop_processor();
+    finish(d, &m);
 }
 
 /* Shutdown: requests that finish within the grace period are answered;
@@ -443,17 +431,14 @@ Test(processor, limits_on_events_and_frame_size)
 Test(processor, shutdown_drains_then_fails_what_is_left)
 {
     start_processor(NULL, true);
-    drv *d = drv_connect(&fx.loop, fx.addr, WAIT_MS);
-    cr_assert_not_null(d);
     drv_machine m;
-    drv_machine_init(&m, "ns", "m");
+    drv *d = connect_with_machine(&m);
     uint64_t a = drv_send(d, &m, LOOM_PROC_CALL, "hold", 4);
     uint64_t b = drv_send(d, &m, LOOM_PROC_CALL, "hold", 4);
-    for (int i = 0; i < 500 && fx.n_held < 2; i++)
-        drv_run_for(&fx.loop, 10);
+    wait_held(2);
     cr_assert_eq(fx.n_held, 2);
-    loom_proc_shutdown(fx.p, 300, on_shutdown, &fx);
-    cr_assert_eq(loom_proc_listen(fx.p, "tcp:127.0.0.1:0"), LOOM_ESHUTTING_DOWN);
+    loom_proc_shutdown(fx.h.p, 300, on_shutdown, &fx);
+    cr_assert_eq(loom_proc_listen(fx.h.p, "tcp:127.0.0.1:0"), LOOM_ESHUTTING_DOWN);
     loom_proc_done(fx.held[0]); /* within grace */
     loom_envelope *env = drv_wait(d, a, WAIT_MS);
     cr_assert_not_null(drv_result(env));
@@ -465,17 +450,17 @@ Test(processor, shutdown_drains_then_fails_what_is_left)
     loom_envelope_free(env);
     cr_assert(drv_wait_closed(d, WAIT_MS));
     for (int i = 0; i < 500 && fx.shutdown_calls == 0; i++)
-        drv_run_for(&fx.loop, 10);
+        drv_run_for(&fx.h.loop, 10);
     cr_assert_eq(fx.shutdown_calls, 1);
     cr_assert(loom_proc_req_abandoned(fx.held[1]));
     loom_proc_done(fx.held[1]);
     fx.n_held = 0;
     drv_machine_free(&m);
     drv_free(d);
-    loom_proc_free(fx.p);
-    uv_run(&fx.loop, UV_RUN_DEFAULT);
-    cr_assert_eq(uv_loop_close(&fx.loop), 0);
-    drv_scratch_remove(fx.dir);
+    loom_proc_free(fx.h.p);
+    uv_run(&fx.h.loop, UV_RUN_DEFAULT);
+    cr_assert_eq(uv_loop_close(&fx.h.loop), 0);
+    drv_scratch_remove(fx.h.dir);
 }
 
 Test(processor, bad_options_and_addresses_are_refused)
@@ -495,15 +480,11 @@ Test(processor, bad_options_and_addresses_are_refused)
 /* The documented minimal example, as the spawned binary. */
 Test(processor, minimal_example_binary_answers_and_stops_on_sigterm)
 {
-    char dir[256], addr[320];
-    drv_scratch(dir, sizeof dir);
-    snprintf(addr, sizeof addr, "unix:%s/min.sock", dir);
-    char *argv[] = {LOOM_BIN_DIR "/loom-minimal-processor", addr, NULL};
-    pid_t pid = drv_spawn(argv);
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    drv *d = drv_connect(&loop, addr, WAIT_MS);
-    cr_assert_not_null(d);
+    drv_child c;
+    drv_child_prepare(&c, "min.sock");
+    char *argv[] = {LOOM_BIN_DIR "/loom-minimal-processor", c.addr, NULL};
+    drv_child_start(&c, argv, WAIT_MS);
+    drv *d = c.d;
     drv_machine m;
     drv_machine_init(&m, "ns", "min");
     drv_answer a = drv_step_mp(d, &m, LOOM_PROC_INIT, NULL);
@@ -519,12 +500,7 @@ Test(processor, minimal_example_binary_answers_and_stops_on_sigterm)
     drv_answer_free(&a);
     cr_assert_eq(m.n_events, 1);
     drv_machine_free(&m);
-    int status = drv_stop(pid, WAIT_MS);
-    cr_assert(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
-    drv_free(d);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    uv_loop_close(&loop);
-    drv_scratch_remove(dir);
+    drv_child_finish(&c, drv_stop(c.pid, WAIT_MS));
 }
 
 /* Bytes that are no frame at all, through a raw socket: the processor
@@ -536,13 +512,13 @@ static void expect_raw_close(const uint8_t *bytes, size_t len)
     cr_assert_geq(fd, 0);
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     int n = snprintf(sa.sun_path, sizeof sa.sun_path, "%.*s", (int)sizeof sa.sun_path - 1,
-                     fx.addr + strlen("unix:"));
+                     fx.h.addr + strlen("unix:"));
     cr_assert_lt(n, (int)sizeof sa.sun_path);
     cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
     cr_assert_eq(write(fd, bytes, len), (ssize_t)len);
     bool eof = false;
     for (int i = 0; i < 1000 && !eof; i++) {
-        drv_run_for(&fx.loop, 10);
+        drv_run_for(&fx.h.loop, 10);
         char buf[64];
         ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
         eof = n == 0 || (n < 0 && errno == ECONNRESET);
@@ -558,7 +534,7 @@ Test(processor, garbage_bytes_close_the_connection_only)
     static const uint8_t not_protobuf[] = {0, 0, 0, 4, 0xff, 0xff, 0xff, 0xff};
     expect_raw_close(huge_length, sizeof huge_length);
     expect_raw_close(not_protobuf, sizeof not_protobuf);
-    cr_assert_eq(loom_proc_in_flight(fx.p), 0);
+    cr_assert_eq(loom_proc_in_flight(fx.h.p), 0);
     check_echo_round_trip();
     stop_processor();
 }

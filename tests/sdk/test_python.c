@@ -10,18 +10,11 @@
 
 #define WAIT_MS 20000
 
-typedef struct py {
-    char dir[256];
-    char addr[320];
-    pid_t pid;
-    uv_loop_t loop;
-    drv *d;
-} py;
+typedef drv_child py;
 
 static void py_start(py *p)
 {
-    drv_scratch(p->dir, sizeof p->dir);
-    snprintf(p->addr, sizeof p->addr, "unix:%s/counter.sock", p->dir);
+    drv_child_prepare(p, "counter.sock");
     char *argv[] = {"/usr/bin/python3",
                     LOOM_SOURCE_DIR "/processor-sdk/python/counter_processor.py",
                     "--listen",
@@ -29,21 +22,12 @@ static void py_start(py *p)
                     "--pb-dir",
                     LOOM_PY_GEN_DIR,
                     NULL};
-    p->pid = drv_spawn(argv);
-    uv_loop_init(&p->loop);
-    p->d = drv_connect(&p->loop, p->addr, WAIT_MS);
-    cr_assert_not_null(p->d, "the Python processor did not come up");
+    drv_child_start(p, argv, WAIT_MS);
 }
 
 static void py_stop(py *p)
 {
-    int status = drv_stop(p->pid, WAIT_MS);
-    cr_assert(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit status %d",
-              status);
-    drv_free(p->d);
-    uv_run(&p->loop, UV_RUN_DEFAULT);
-    uv_loop_close(&p->loop);
-    drv_scratch_remove(p->dir);
+    drv_child_finish(p, drv_stop(p->pid, WAIT_MS));
 }
 
 static drv_answer call(py *p, drv_machine *m, const char *op, const char *key, int64_t v)

@@ -64,6 +64,7 @@ int loom_client__fail(loom_client *c, int err, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(c->errmsg, sizeof c->errmsg, fmt, ap);
     va_end(ap);
+    loom_utf8_trim(c->errmsg); /* callers show it, loomctl as JSON too */
     return err;
 }
 
@@ -75,6 +76,7 @@ static void client_break(loom_client *c, int err, const char *reason)
         return;
     c->broken = err;
     snprintf(c->broken_reason, sizeof c->broken_reason, "%s", reason);
+    loom_utf8_trim(c->broken_reason);
     if (c->fd >= 0) {
         close(c->fd);
         c->fd = -1;
@@ -293,10 +295,12 @@ static int on_frame(void *ctx, const uint8_t *payload, size_t len)
     /* An Error nobody waits for (correlation id 0) is the server's reason
      * for dropping the connection: keep it for the message. */
     if (env->body_case == LOOM__V1__ENVELOPE__BODY_ERROR && env->error && !p &&
-        env->correlation_id == 0)
+        env->correlation_id == 0) {
         snprintf(c->broken_reason, sizeof c->broken_reason, "server: %s (%s)",
                  env->error->message ? env->error->message : "",
                  loom_err_name(-(int)(env->error->code & 0xffff)));
+        loom_utf8_trim(c->broken_reason);
+    }
     /* Otherwise a late reply to a request that timed out: drop it. */
     loom_envelope_free(env);
     return 0;

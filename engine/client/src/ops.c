@@ -42,133 +42,117 @@ static Loom__V1__HistoryRange *range_of(const loom_client_req *req, Loom__V1__Hi
     return out;
 }
 
-static int check_ids(loom_client *c, const char *ns, const char *id)
-{
-    if (ns == NULL || id == NULL)
-        return loom_client__fail(c, LOOM_EINVALID_ARGUMENT, "namespace and id are required");
-    return 0;
-}
-
 static int send_body(loom_client *c, loom_envelope *env, const loom_client_req *req, uint64_t *corr)
 {
     return loom_client__send(c, env, (int)env->body_case + 1, timeout_of(req), corr);
 }
 
+/* The requests addressed to one machine differ only in which of the
+ * fields args, request_id and range they have: one builder fills each by
+ * name through protobuf-c's descriptors, and the envelope's body field is
+ * found by its number (a body case is its field number). */
+static void *field_at(ProtobufCMessage *m, const char *name)
+{
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field_by_name(m->descriptor, name);
+    return f ? (char *)m + f->offset : NULL;
+}
+
+static void fill_machine_request(ProtobufCMessage *m, const char *ns, const char *id,
+                                 ProtobufCBinaryData args, const loom_client_req *req,
+                                 Loom__V1__HistoryRange *range)
+{
+    char **ns_f = field_at(m, "ns"), **id_f = field_at(m, "id"), **rid_f;
+    LOOM_ASSERT(ns_f != NULL && id_f != NULL);
+    *ns_f = str(ns);
+    *id_f = str(id);
+    ProtobufCBinaryData *args_f = field_at(m, "args");
+    if (args_f != NULL)
+        *args_f = args;
+    if ((rid_f = field_at(m, "request_id")) != NULL)
+        *rid_f = str(request_id_of(req));
+    Loom__V1__HistoryRange **range_f = field_at(m, "range");
+    if (range_f != NULL)
+        *range_f = range_of(req, range);
+}
+
+static int send_machine_request(loom_client *c, Loom__V1__Envelope__BodyCase body, const char *ns,
+                                const char *id, ProtobufCBinaryData args,
+                                const loom_client_req *req, uint64_t *corr)
+{
+    if (ns == NULL || id == NULL)
+        return loom_client__fail(c, LOOM_EINVALID_ARGUMENT, "namespace and id are required");
+    union {
+        ProtobufCMessage base;
+        Loom__V1__StartRequest start;
+        Loom__V1__CallRequest call;
+        Loom__V1__NotifyRequest notify;
+        Loom__V1__RepairRequest repair;
+        Loom__V1__SimpleRepairRequest simple_repair;
+        Loom__V1__GetMachineRequest get_machine;
+        Loom__V1__RemoveRequest remove;
+    } m;
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field(&loom__v1__envelope__descriptor, (unsigned)body);
+    LOOM_ASSERT(f != NULL && f->type == PROTOBUF_C_TYPE_MESSAGE);
+    const ProtobufCMessageDescriptor *desc = f->descriptor;
+    LOOM_ASSERT(desc->sizeof_message <= sizeof m);
+    protobuf_c_message_init(desc, &m);
+    Loom__V1__HistoryRange range;
+    fill_machine_request(&m.base, ns, id, args, req, &range);
+    loom_envelope env = LOOM__V1__ENVELOPE__INIT;
+    env.body_case = body;
+    *(ProtobufCMessage **)(void *)((char *)&env + f->offset) = &m.base;
+    return send_body(c, &env, req, corr);
+}
+
 int loom_client_start_send(loom_client *c, const char *ns, const char *id, const void *args,
                            size_t args_len, const loom_client_req *req, uint64_t *corr)
 {
-    int rc = check_ids(c, ns, id);
-    if (rc < 0)
-        return rc;
-    Loom__V1__StartRequest m = LOOM__V1__START_REQUEST__INIT;
-    m.ns = str(ns);
-    m.id = str(id);
-    m.args = bin(args, args_len);
-    m.request_id = str(request_id_of(req));
-    loom_envelope env = LOOM__V1__ENVELOPE__INIT;
-    env.body_case = LOOM__V1__ENVELOPE__BODY_START;
-    env.start = &m;
-    return send_body(c, &env, req, corr);
+    return send_machine_request(c, LOOM__V1__ENVELOPE__BODY_START, ns, id, bin(args, args_len), req,
+                                corr);
 }
 
 int loom_client_call_send(loom_client *c, const char *ns, const char *id, const void *args,
                           size_t args_len, const loom_client_req *req, uint64_t *corr)
 {
-    int rc = check_ids(c, ns, id);
-    if (rc < 0)
-        return rc;
-    Loom__V1__HistoryRange range;
-    Loom__V1__CallRequest m = LOOM__V1__CALL_REQUEST__INIT;
-    m.ns = str(ns);
-    m.id = str(id);
-    m.args = bin(args, args_len);
-    m.range = range_of(req, &range);
-    m.request_id = str(request_id_of(req));
-    loom_envelope env = LOOM__V1__ENVELOPE__INIT;
-    env.body_case = LOOM__V1__ENVELOPE__BODY_CALL;
-    env.call = &m;
-    return send_body(c, &env, req, corr);
+    return send_machine_request(c, LOOM__V1__ENVELOPE__BODY_CALL, ns, id, bin(args, args_len), req,
+                                corr);
 }
 
 int loom_client_notify_send(loom_client *c, const char *ns, const char *id, const void *args,
                             size_t args_len, const loom_client_req *req, uint64_t *corr)
 {
-    int rc = check_ids(c, ns, id);
-    if (rc < 0)
-        return rc;
-    Loom__V1__NotifyRequest m = LOOM__V1__NOTIFY_REQUEST__INIT;
-    m.ns = str(ns);
-    m.id = str(id);
-    m.args = bin(args, args_len);
-    m.request_id = str(request_id_of(req));
-    loom_envelope env = LOOM__V1__ENVELOPE__INIT;
-    env.body_case = LOOM__V1__ENVELOPE__BODY_NOTIFY;
-    env.notify = &m;
-    return send_body(c, &env, req, corr);
+    return send_machine_request(c, LOOM__V1__ENVELOPE__BODY_NOTIFY, ns, id, bin(args, args_len),
+                                req, corr);
 }
 
 int loom_client_repair_send(loom_client *c, const char *ns, const char *id, const void *args,
                             size_t args_len, const loom_client_req *req, uint64_t *corr)
 {
-    int rc = check_ids(c, ns, id);
-    if (rc < 0)
-        return rc;
-    Loom__V1__RepairRequest m = LOOM__V1__REPAIR_REQUEST__INIT;
-    m.ns = str(ns);
-    m.id = str(id);
-    m.args = bin(args, args_len);
-    m.request_id = str(request_id_of(req));
-    loom_envelope env = LOOM__V1__ENVELOPE__INIT;
-    env.body_case = LOOM__V1__ENVELOPE__BODY_REPAIR;
-    env.repair = &m;
-    return send_body(c, &env, req, corr);
+    return send_machine_request(c, LOOM__V1__ENVELOPE__BODY_REPAIR, ns, id, bin(args, args_len),
+                                req, corr);
 }
 
 int loom_client_simple_repair_send(loom_client *c, const char *ns, const char *id,
                                    const loom_client_req *req, uint64_t *corr)
 {
-    int rc = check_ids(c, ns, id);
-    if (rc < 0)
-        return rc;
-    Loom__V1__SimpleRepairRequest m = LOOM__V1__SIMPLE_REPAIR_REQUEST__INIT;
-    m.ns = str(ns);
-    m.id = str(id);
-    loom_envelope env = LOOM__V1__ENVELOPE__INIT;
-    env.body_case = LOOM__V1__ENVELOPE__BODY_SIMPLE_REPAIR;
-    env.simple_repair = &m;
-    return send_body(c, &env, req, corr);
+    return send_machine_request(c, LOOM__V1__ENVELOPE__BODY_SIMPLE_REPAIR, ns, id, bin(NULL, 0),
+                                req, corr);
 }
 
 int loom_client_get_machine_send(loom_client *c, const char *ns, const char *id,
                                  const loom_client_req *req, uint64_t *corr)
 {
-    int rc = check_ids(c, ns, id);
-    if (rc < 0)
-        return rc;
-    Loom__V1__HistoryRange range;
-    Loom__V1__GetMachineRequest m = LOOM__V1__GET_MACHINE_REQUEST__INIT;
-    m.ns = str(ns);
-    m.id = str(id);
-    m.range = range_of(req, &range);
-    loom_envelope env = LOOM__V1__ENVELOPE__INIT;
-    env.body_case = LOOM__V1__ENVELOPE__BODY_GET_MACHINE;
-    env.get_machine = &m;
-    return send_body(c, &env, req, corr);
+    return send_machine_request(c, LOOM__V1__ENVELOPE__BODY_GET_MACHINE, ns, id, bin(NULL, 0), req,
+                                corr);
 }
 
 int loom_client_remove_send(loom_client *c, const char *ns, const char *id,
                             const loom_client_req *req, uint64_t *corr)
 {
-    int rc = check_ids(c, ns, id);
-    if (rc < 0)
-        return rc;
-    Loom__V1__RemoveRequest m = LOOM__V1__REMOVE_REQUEST__INIT;
-    m.ns = str(ns);
-    m.id = str(id);
-    loom_envelope env = LOOM__V1__ENVELOPE__INIT;
-    env.body_case = LOOM__V1__ENVELOPE__BODY_REMOVE;
-    env.remove = &m;
-    return send_body(c, &env, req, corr);
+    return send_machine_request(c, LOOM__V1__ENVELOPE__BODY_REMOVE, ns, id, bin(NULL, 0), req,
+                                corr);
 }
 
 int loom_client_list_machines_send(loom_client *c, const char *ns, int status, const char *after,

@@ -288,7 +288,8 @@ static int collect_page(page_set *ps, const loom_client_result *res)
     if (grown == NULL)
         return LOOM_ENOMEM;
     ps->all = grown;
-    memcpy(ps->all + ps->n_all, res->machines->machines, n * sizeof *grown);
+    if (n > 0) /* an empty page carries no array at all */
+        memcpy(ps->all + ps->n_all, res->machines->machines, n * sizeof *grown);
     ps->n_all += n;
     return 0;
 }

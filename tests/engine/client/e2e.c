@@ -88,16 +88,7 @@ static void sleep_ms(unsigned ms)
 
 bool e2e_wait_status(const char *id, int status, uint32_t timeout_ms)
 {
-    for (uint32_t waited = 0; waited <= timeout_ms; waited += 50) {
-        loom_client_result res;
-        const Loom__V1__Machine *m = e2e_get(id, &res, NULL);
-        bool hit = m && (int)m->status == status;
-        loom_client_result_free(&res);
-        if (hit)
-            return true;
-        sleep_ms(50);
-    }
-    return false;
+    return loom_harness_wait_status(e2e_c, "test", id, status, 0, timeout_ms) == status;
 }
 
 void e2e_event_kind(const Loom__V1__Event *e, char *kind, size_t size)

@@ -319,6 +319,8 @@ static void handle(conn *c, const loom_envelope *env)
     if (n > 0)
         memcpy(cmd, src->data, n);
     cmd[n] = '\0';
+    if (n < src->len) /* "fail:R" sends R back as a wire string */
+        loom_utf8_trim(cmd);
     fprintf(stderr, "test-processor: %s %s/%s attempt %u: '%s'\n", kind,
             req->machine && req->machine->ns ? req->machine->ns : "?",
             req->machine && req->machine->id ? req->machine->id : "?", req->attempt, cmd);

@@ -145,6 +145,15 @@ Test(loomctl, machine_lifecycle_in_human_output)
     pass();
 }
 
+/* An empty namespace answers with a page that carries no array at all. */
+Test(loomctl, list_all_of_an_empty_namespace)
+{
+    cr_assert_eq(CTL("list", "test", "--all"), 0, "%s", err);
+    cr_assert_eq(CTL("--json", "list", "test", "--all"), 0, "%s", err);
+    contains(out, "\"machines\":[]");
+    pass();
+}
+
 Test(loomctl, json_output_for_scripts)
 {
     cr_assert_eq(CTL("--json", "start", "test", "m1", "--args-hex", "6f6b"), 0, "%s", err);

@@ -73,21 +73,8 @@ int e2e_call(e2e *t, const char *id, const char *args, loom_client_result *res)
 
 int e2e_wait_status(e2e *t, const char *id, int status, uint64_t min_last_event, int timeout_ms)
 {
-    int64_t end = e2e_now_ms() + timeout_ms;
-    int last = -1;
-    for (;;) {
-        loom_client_result r = {0};
-        if (loom_client_get_machine(t->c, "t", id, NULL, &r) == 0) {
-            last = r.machine->status;
-            bool ok = last == status && r.machine->last_event_id >= min_last_event;
-            loom_client_result_free(&r);
-            if (ok)
-                return last;
-        }
-        if (e2e_now_ms() > end)
-            return last;
-        e2e_sleep_ms(20);
-    }
+    return loom_harness_wait_status(t->c, "t", id, status, min_last_event,
+                                    timeout_ms > 0 ? (uint32_t)timeout_ms : 0);
 }
 
 int e2e_log_count(const e2e *t, const char *needle)

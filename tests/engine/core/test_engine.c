@@ -5,8 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "e2e.h"
@@ -162,50 +160,22 @@ Test(engine, list_machines_pages_and_filters)
     e2e_stop(&t);
 }
 
-static int reply_of(loom_envelope **out, const uint8_t *payload, size_t len)
-{
-    return loom_envelope_decode(payload, len, out);
-}
-
-static int grab(void *ctx, const uint8_t *payload, size_t len)
-{
-    return reply_of(ctx, payload, len) == 0 ? 1 : -1;
-}
-
 /* A raw socket: the client library refuses to send a reply body. */
 Test(engine, reply_body_as_request_is_protocol_error)
 {
     e2e t;
     e2e_start(&t, 5000, NULL, NULL);
-    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", loom_harness_loomd_addr(t.h) + 5);
-    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
     loom_envelope env = LOOM__V1__ENVELOPE__INIT;
     Loom__V1__StartReply sr = LOOM__V1__START_REPLY__INIT;
     env.correlation_id = 77;
     env.body_case = LOOM__V1__ENVELOPE__BODY_START_REPLY;
     env.start_reply = &sr;
-    uint8_t *frame;
-    size_t len;
-    cr_assert_eq(loom_envelope_encode(&env, 1 << 20, &frame, &len), 0);
-    cr_assert_eq(write(fd, frame, len), (ssize_t)len);
-    free(frame);
-    loom_frame_reader rd;
-    loom_frame_reader_init(&rd, 1 << 20);
-    loom_envelope *rep = NULL;
-    uint8_t buf[4096];
-    while (!rep) {
-        ssize_t n = read(fd, buf, sizeof buf);
-        cr_assert_gt(n, 0);
-        loom_frame_reader_feed(&rd, buf, (size_t)n, grab, &rep);
-    }
+    loom_envelope *rep = loom_harness_loomd_exchange(t.h, &env, 15000);
+    cr_assert_not_null(rep, "%s", loom_errdetail());
     cr_assert_eq(rep->correlation_id, 77);
     cr_assert_eq(rep->body_case, LOOM__V1__ENVELOPE__BODY_ERROR);
     cr_assert_eq(rep->error->code, loom_err_wire(LOOM_EPROTOCOL));
     loom_envelope_free(rep);
-    loom_frame_reader_free(&rd);
-    close(fd);
     /* the engine serves on */
     cr_assert_eq(e2e_start_machine(&t, "p", NULL), 0);
     e2e_stop(&t);

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <ftw.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -295,6 +296,98 @@ loom_harness_proc *loom_harness_loomd(const loom_harness *h)
 const char *loom_harness_loomd_addr(const loom_harness *h)
 {
     return h->loomd_addr;
+}
+
+static int connect_plain(const char *text)
+{
+    loom_addr a;
+    int rc = loom_addr_parse(text, &a);
+    if (rc != 0)
+        return rc;
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    const struct sockaddr *sa = (const struct sockaddr *)&a.inet;
+    socklen_t sa_len = sizeof a.inet;
+    if (a.is_unix) {
+        snprintf(un.sun_path, sizeof un.sun_path, "%s", a.path);
+        sa = (const struct sockaddr *)&un;
+        sa_len = sizeof un;
+    }
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, sa, sa_len) != 0) {
+        rc = loom_seterr(LOOM_ECLOSED, "connect %s: %s", text, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return rc;
+    }
+    return fd;
+}
+
+static int write_all(int fd, const uint8_t *data, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, data, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return loom_seterr(LOOM_ECLOSED, "write: %s", strerror(errno));
+        data += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int keep_first(void *ctx, const uint8_t *payload, size_t len)
+{
+    int rc = loom_envelope_decode(payload, len, ctx);
+    return rc != 0 ? rc : 1;
+}
+
+/* Reads until one whole frame has been decoded into *out. */
+static int read_reply(int fd, uint32_t timeout_ms, loom_envelope **out)
+{
+    loom_frame_reader rd;
+    loom_frame_reader_init(&rd, 0);
+    uint64_t deadline = loom_harness__now_ms() + timeout_ms;
+    int rc = 0;
+    while (*out == NULL && rc == 0) {
+        uint64_t now = loom_harness__now_ms();
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int ready = now < deadline ? poll(&p, 1, (int)(deadline - now)) : 0;
+        if (ready < 0 && errno == EINTR)
+            continue;
+        if (ready == 0) {
+            rc = loom_seterr(LOOM_ETIMEOUT, "no reply within %u ms", timeout_ms);
+            break;
+        }
+        uint8_t buf[4096];
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            rc = loom_seterr(LOOM_ECLOSED, "loomd closed without a reply");
+        else if ((rc = loom_frame_reader_feed(&rd, buf, (size_t)n, keep_first, out)) == 1)
+            rc = 0;
+    }
+    loom_frame_reader_free(&rd);
+    return rc;
+}
+
+loom_envelope *loom_harness_loomd_exchange(const loom_harness *h, const loom_envelope *env,
+                                           uint32_t timeout_ms)
+{
+    uint8_t *frame = NULL;
+    size_t len = 0;
+    int rc = loom_envelope_encode(env, LOOM_FRAME_MAX_DEFAULT, &frame, &len);
+    if (rc != 0)
+        return NULL;
+    int fd = connect_plain(h->loomd_addr);
+    loom_envelope *reply = NULL;
+    if (fd >= 0 && write_all(fd, frame, len) == 0)
+        read_reply(fd, timeout_ms, &reply);
+    if (fd >= 0)
+        close(fd);
+    free(frame);
+    return reply;
 }
 
 const char *loom_harness_loomd_tcp_addr(const loom_harness *h)

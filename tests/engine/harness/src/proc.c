@@ -54,6 +54,26 @@ int loom_harness_wait_accept(const char *addr, uint32_t timeout_ms)
     }
 }
 
+int loom_harness_wait_status(loom_client *c, const char *ns, const char *id, int status,
+                             uint64_t min_last_event, uint32_t timeout_ms)
+{
+    uint64_t deadline = loom_harness__now_ms() + timeout_ms;
+    int last = -1;
+    for (;;) {
+        loom_client_result r = {0};
+        if (loom_client_get_machine(c, ns, id, NULL, &r) == 0) {
+            last = (int)r.machine->status;
+            bool hit = last == status && r.machine->last_event_id >= min_last_event;
+            loom_client_result_free(&r);
+            if (hit)
+                return last;
+        }
+        if (loom_harness__now_ms() >= deadline)
+            return last;
+        loom_harness__sleep_ms(20);
+    }
+}
+
 static int decode_status(int wstatus)
 {
     if (WIFEXITED(wstatus))

@@ -41,6 +41,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "loom/client.h"
 #include "loom/error.h"
 
 #define LOOM_HARNESS_PATH_MAX 512
@@ -105,6 +106,12 @@ const char *loom_harness_proc_log(const loom_harness_proc *p);
 /* Polls connect(addr) until it succeeds or timeout_ms passes. */
 int loom_harness_wait_accept(const char *addr, uint32_t timeout_ms);
 
+/* Polls GetMachine(ns, id) on c until the machine has status and a last
+ * event id of at least min_last_event, or timeout_ms passes. Returns the
+ * last status seen (-1: the machine could not be read at all). */
+int loom_harness_wait_status(loom_client *c, const char *ns, const char *id, int status,
+                             uint64_t min_last_event, uint32_t timeout_ms);
+
 /* ------------------------------------------------------------ loomd */
 
 typedef struct loom_harness_ns {
@@ -140,6 +147,12 @@ loom_harness_proc *loom_harness_loomd(const loom_harness *h);
 const char *loom_harness_loomd_addr(const loom_harness *h);
 /* "tcp:127.0.0.1:PORT" when opts.tcp, else "". */
 const char *loom_harness_loomd_tcp_addr(const loom_harness *h);
+/* Sends env to loomd over a fresh plain connection and returns loomd's
+ * first reply (the caller frees it with loom_envelope_free), for what the
+ * client library refuses to send. NULL on any failure or when no reply
+ * comes within timeout_ms (loom_errdetail says which). */
+loom_envelope *loom_harness_loomd_exchange(const loom_harness *h, const loom_envelope *env,
+                                           uint32_t timeout_ms);
 int loom_harness_loomd_stop(loom_harness *h, int *status);
 int loom_harness_loomd_kill(loom_harness *h);
 int loom_harness_loomd_restart(loom_harness *h);
