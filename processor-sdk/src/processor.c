@@ -855,6 +855,8 @@ int loom_proc_fail(loom_proc_req *r, bool retryable, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(r->reason, sizeof r->reason, fmt, ap);
     va_end(ap);
+    /* A cut inside a character would make the reply unsendable. */
+    loom_utf8_trim(r->reason);
     r->failed = true;
     r->retryable = retryable;
     return 0;

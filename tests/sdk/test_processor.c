@@ -221,6 +221,33 @@ Test(processor, replies_go_out_of_order_as_handlers_finish)
     finish(d, &m);
 }
 
+/* A reason longer than the SDK keeps is cut on a character boundary, so
+ * the failure still goes out (a split character would make it unsendable). */
+Test(processor, long_failure_reason_is_cut_on_a_character)
+{
+    start_processor(NULL, true);
+    drv_machine m;
+    drv *d = connect_with_machine(&m);
+    uint64_t cid = drv_send(d, &m, LOOM_PROC_CALL, "hold", 4);
+    wait_held(1);
+    char reason[2048]; /* 2-byte characters: a cut at an odd length splits one */
+    for (size_t i = 0; i + 2 < sizeof reason; i += 2)
+        memcpy(reason + i, "\xc3\xa9", 2);
+    reason[sizeof reason - 1] = '\0';
+    loom_proc_fail(fx.held[0], false, "%s", reason);
+    loom_proc_done(fx.held[0]);
+    fx.n_held = 0;
+    loom_envelope *env = drv_wait(d, cid, WAIT_MS);
+    cr_assert_not_null(drv_failure(env), "the failure must reach the engine");
+    const char *got = drv_failure(env)->reason;
+    size_t len = strlen(got);
+    cr_assert_gt(len, 1000);
+    cr_assert(loom_utf8_valid(got, len));
+    cr_assert_eq(memcmp(got, reason, len), 0);
+    loom_envelope_free(env);
+    finish(d, &m);
+}
+
 Test(processor, over_the_in_flight_limit_requests_are_busy)
 {
     loom_proc_options o;
