@@ -26,6 +26,18 @@ struct batch {
     size_t applied, events;
 };
 
+/* Copies of the logged records check_log read, newest first, so that the
+ * compaction right after moves them without a second B-tree descent each.
+ * Bounded: records that do not fit are read again. */
+#define LOG_COPY_BYTES 8192u
+struct log_copy {
+    uint32_t n;        /* records held */
+    uint64_t next_seq; /* sink sequence of the next older logged event */
+    uint32_t off[LOOM__LOG_COMPACT], len[LOOM__LOG_COMPACT];
+    size_t used;
+    uint8_t buf[LOG_COPY_BYTES];
+};
+
 /* What check_step learned, for apply_step. */
 struct step_ctx {
     loom_store *s;
@@ -38,6 +50,8 @@ struct step_ctx {
     uint64_t old_wake;
     bool have_outcome; /* an outcome for request_id exists ... */
     uint64_t old_outcome_at; /* ... stored at this time */
+    /* filled by check_log */
+    struct log_copy *logs;
 };
 
 /* ------------------------------------------------------------ validation */
@@ -62,8 +76,14 @@ static int validate_change(const loom_step *st)
         return bad("reason too long", st->reason.len, LOOM_STORE_MAX_REASON_LEN);
     if (st->notify_args.len > LOOM_STORE_MAX_VALUE_LEN)
         return bad("notification args too large", st->notify_args.len, LOOM_STORE_MAX_VALUE_LEN);
-    if (st->outcome.len > LOOM_STORE_MAX_VALUE_LEN)
-        return bad("outcome too large", st->outcome.len, LOOM_STORE_MAX_VALUE_LEN);
+    size_t outcome_max = LOOM_STORE_MAX_VALUE_LEN;
+    if (st->outcome_append_notification_id)
+        outcome_max -= LOOM__VARINT_MAX; /* room for the id */
+    if (st->outcome.len > outcome_max)
+        return bad("outcome too large", st->outcome.len, outcome_max);
+    if (st->outcome_append_notification_id && !(st->notify && st->record_outcome))
+        return bad("notification id appended to an outcome without notify and record_outcome", 0,
+                   0);
     if (st->record_outcome &&
         (st->request_id.len == 0 || st->request_id.len > LOOM_STORE_MAX_REQUEST_ID_LEN))
         return bad("request id length", st->request_id.len, LOOM_STORE_MAX_REQUEST_ID_LEN);
@@ -223,11 +243,25 @@ static int check_outcome(struct step_ctx *c)
     return loom__outcome_decode(d.mv_data, d.mv_size, &c->old_outcome_at, &old);
 }
 
+static void log_copy_add(struct log_copy *lc, uint32_t i, const MDB_val *rec, uint64_t next_seq)
+{
+    if (lc->n != i || rec->mv_size > LOG_COPY_BYTES - lc->used)
+        return;
+    memcpy(lc->buf + lc->used, rec->mv_data, rec->mv_size);
+    lc->off[i] = (uint32_t)lc->used;
+    lc->len[i] = (uint32_t)rec->mv_size;
+    lc->used += rec->mv_size;
+    lc->next_seq = next_seq;
+    lc->n++;
+}
+
 /* Checks every logged event of the machine before a compaction moves
  * them, so damage there refuses this step instead of failing the batch. */
 static int check_log(struct step_ctx *c)
 {
     uint64_t seq = c->m.log_tail_seq, id = c->m.last_event_id;
+    c->logs->n = 0;
+    c->logs->used = 0;
     for (uint32_t i = 0; i < c->m.log_count; i++, id--) {
         MDB_val rec;
         loom_event ev;
@@ -239,6 +273,7 @@ static int check_log(struct step_ctx *c)
             rc = loom_seterr(LOOM_ECORRUPTED, "sink holds event %" PRIu64 ", not %" PRIu64, ev.id, id);
         if (rc != 0)
             return rc;
+        log_copy_add(c->logs, i, &rec, seq);
     }
     return 0;
 }
@@ -308,6 +343,22 @@ static int append_event(struct step_ctx *c, const loom_new_event *ev)
     return 0;
 }
 
+/* The logged record of event id, i-th newest of the log: from this step's
+ * appends or check_log's copies, else read again. */
+static void log_record(struct step_ctx *c, uint32_t i, uint64_t id, uint64_t *seq, MDB_val *rec)
+{
+    uint32_t fresh = c->st->n_events;
+    if (i >= fresh && i - fresh < c->logs->n) {
+        uint32_t k = i - fresh;
+        *rec = loom__val(c->logs->buf + c->logs->off[k], c->logs->len[k]);
+        if (k + 1 == c->logs->n)
+            *seq = c->logs->next_seq;
+        return;
+    }
+    int rc = loom__log_read(c->s, c->txn, c->cur->sink, c->m.key, *seq, id, rec, seq);
+    LOOM_ASSERT(rc == 0); /* checked by check_log or written by this step */
+}
+
 /* Moves the machine's logged events into `events`: consecutive keys, so
  * one leaf page for the lot. */
 static int compact_log(struct step_ctx *c)
@@ -315,12 +366,11 @@ static int compact_log(struct step_ctx *c)
     uint64_t seq = c->m.log_tail_seq, id = c->m.last_event_id;
     for (uint32_t i = 0; i < c->m.log_count; i++, id--) {
         MDB_val rec;
-        int rc = loom__log_read(c->s, c->txn, c->cur->sink, c->m.key, seq, id, &rec, &seq);
-        LOOM_ASSERT(rc == 0); /* checked by check_log or written by this step */
+        log_record(c, i, id, &seq, &rec);
         uint8_t kb[16];
         loom__key2(kb, c->m.key.v, id);
         MDB_val k = loom__val(kb, 16);
-        rc = mdb_cursor_put(c->cur->events, &k, &rec, MDB_NOOVERWRITE);
+        int rc = mdb_cursor_put(c->cur->events, &k, &rec, MDB_NOOVERWRITE);
         if (rc == MDB_KEYEXIST)
             return loom_seterr(LOOM_ECORRUPTED, "machine %" PRIu64 ": event %" PRIu64
                                                 " already compacted",
@@ -409,24 +459,58 @@ static int apply_notify(struct step_ctx *c)
     return put(c, LOOM__DB_MACHINE_NOTIFICATIONS, kb, 16, "", 0, 0);
 }
 
+static size_t put_varint(uint8_t *p, uint64_t v)
+{
+    size_t n = 0;
+    for (; v >= 0x80; v >>= 7)
+        p[n++] = (uint8_t)(v | 0x80);
+    p[n++] = (uint8_t)v;
+    LOOM_ASSERT(n <= LOOM__VARINT_MAX);
+    return n;
+}
+
+/* The outcome as stored: the step's bytes, and the notification id when
+ * asked for (copied into scratch, which put_meta only reuses later). */
+static int outcome_bytes(struct step_ctx *c, loom_slice *out)
+{
+    loom_step *st = c->st;
+    *out = st->outcome;
+    if (!st->outcome_append_notification_id)
+        return 0;
+    LOOM_ASSERT(st->notification_id != 0);
+    uint8_t *buf;
+    int rc = loom__scratch(c->s, st->outcome.len + LOOM__VARINT_MAX, &buf);
+    if (rc != 0)
+        return rc;
+    if (st->outcome.len)
+        memcpy(buf, st->outcome.ptr, st->outcome.len);
+    size_t n = st->outcome.len + put_varint(buf + st->outcome.len, st->notification_id);
+    *out = loom_slice_of(buf, n);
+    return 0;
+}
+
 static int apply_outcome(struct step_ctx *c)
 {
     loom_step *st = c->st;
+    loom_slice outcome;
+    int rc = outcome_bytes(c, &outcome);
+    if (rc != 0)
+        return rc;
     uint8_t tk[16 + LOOM_STORE_MAX_REQUEST_ID_LEN];
     if (c->have_outcome) {
         loom__key2(tk, c->old_outcome_at, c->m.key.v);
         memcpy(tk + 16, st->request_id.ptr, st->request_id.len);
-        int rc = del(c, LOOM__DB_OUTCOME_TIMES, tk, 16 + st->request_id.len);
+        rc = del(c, LOOM__DB_OUTCOME_TIMES, tk, 16 + st->request_id.len);
         if (rc != 0)
             return rc;
     }
     uint8_t kb[8 + LOOM_STORE_MAX_REQUEST_ID_LEN];
     MDB_val k = loom__val(kb, outcome_key(kb, c->m.key, st->request_id));
-    MDB_val d = loom__val(NULL, loom__outcome_size(st->outcome.len));
-    int rc = mdb_put(c->txn, c->s->dbi[LOOM__DB_OUTCOMES], &k, &d, MDB_RESERVE);
+    MDB_val d = loom__val(NULL, loom__outcome_size(outcome.len));
+    rc = mdb_put(c->txn, c->s->dbi[LOOM__DB_OUTCOMES], &k, &d, MDB_RESERVE);
     if (rc != 0)
         return loom__mdb_err(rc, "write outcome");
-    loom__outcome_encode(d.mv_data, st->now_ms, st->outcome);
+    loom__outcome_encode(d.mv_data, st->now_ms, outcome);
     loom__key2(tk, st->now_ms, c->m.key.v);
     memcpy(tk + 16, st->request_id.ptr, st->request_id.len);
     return put(c, LOOM__DB_OUTCOME_TIMES, tk, 16 + st->request_id.len, "", 0, 0);
@@ -616,8 +700,11 @@ static void close_cursors(struct cursors *cur)
 static int apply_batch(loom_store *s, MDB_txn *txn, struct batch *b)
 {
     int rc = 0;
+    struct log_copy logs;
     for (size_t i = 0; rc == 0 && i < b->n; i++) {
-        struct step_ctx c = {.s = s, .txn = txn, .ctr = &b->ctr, .cur = &b->cur, .st = &b->steps[i]};
+        struct step_ctx c = {
+            .s = s, .txn = txn, .ctr = &b->ctr, .cur = &b->cur, .st = &b->steps[i], .logs = &logs};
+        logs.n = 0;
         reset_outputs(c.st);
         c.st->result = check_step(&c);
         if (c.st->result != 0)

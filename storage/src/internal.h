@@ -194,7 +194,9 @@ size_t loom__notification_size(size_t args_len);
 size_t loom__notification_encode(uint8_t *out, const loom_notification *n);
 int loom__notification_decode(const void *rec, size_t len, loom_notification *n);
 
-/* Outcome record: stored_at, outcome bytes. */
+/* Outcome record: stored_at, outcome bytes. LOOM__VARINT_MAX: the longest
+ * base-128 varint of a uint64 (a notification id appended to an outcome). */
+#define LOOM__VARINT_MAX 10u
 size_t loom__outcome_size(size_t outcome_len);
 size_t loom__outcome_encode(uint8_t *out, uint64_t stored_at_ms, loom_slice outcome);
 int loom__outcome_decode(const void *rec, size_t len, uint64_t *stored_at_ms, loom_slice *outcome);

@@ -293,6 +293,108 @@ Test(commit, remove_with_other_changes_is_refused)
     cr_assert_eq(machine_rc("m"), 0);
 }
 
+/* Decodes the varint the store appends; -1 if it is malformed or does not
+ * end the bytes exactly. */
+static int64_t tail_varint(const uint8_t *p, size_t n)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < n && i < 10; i++) {
+        v |= (uint64_t)(p[i] & 0x7f) << (7 * i);
+        if (!(p[i] & 0x80))
+            return i + 1 == n ? (int64_t)v : -1;
+    }
+    return -1;
+}
+
+Test(commit, notify_outcome_carries_its_notification_id)
+{
+    /* 300 notifications in one batch: ids cross 127 -> 128, where the
+     * varint grows to two bytes. */
+    enum { N = 300 };
+    th_create(&env, "m", 1);
+    static loom_step steps[N];
+    static char rids[N][16];
+    for (int i = 0; i < N; i++) {
+        snprintf(rids[i], sizeof rids[i], "req-%d", i);
+        steps[i] = th_step(&env, "m");
+        steps[i].unchecked = true;
+        steps[i].notify = true;
+        steps[i].notify_args = loom_slice_str("args");
+        steps[i].record_outcome = true;
+        steps[i].request_id = loom_slice_str(rids[i]);
+        steps[i].outcome = loom_slice_of("\x08", 1);
+        steps[i].outcome_append_notification_id = true;
+    }
+    cr_assert_eq(loom_store_commit(env.s, steps, N), 0, "%s", loom_errdetail());
+    loom_txn *t = th_read(&env);
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(steps[i].result, 0);
+        cr_assert_eq(steps[i].notification_id, (uint64_t)i + 1);
+        loom_slice out;
+        cr_assert_eq(loom_store_outcome_get(t, steps[i].key, loom_slice_str(rids[i]), &out, NULL),
+                     0);
+        const uint8_t *b = out.ptr;
+        cr_assert_geq(out.len, 2);
+        cr_assert_eq(b[0], 0x08, "the step's bytes come first");
+        cr_assert_eq(tail_varint(b + 1, out.len - 1), (int64_t)steps[i].notification_id);
+    }
+    loom_slice out;
+    cr_assert_eq(loom_store_outcome_get(t, steps[127].key, loom_slice_str(rids[127]), &out, NULL),
+                 0);
+    cr_assert_eq(out.len, 3);
+    cr_assert_eq(memcmp(out.ptr, "\x08\x80\x01", 3), 0, "id 128");
+    loom_txn_end(t);
+    cr_assert_eq(loom_store_verify(env.s, NULL, NULL), 0);
+}
+
+Test(commit, notify_outcome_with_an_empty_prefix_is_the_id_alone)
+{
+    th_create(&env, "m", 1);
+    loom_step st = th_step(&env, "m");
+    st.unchecked = true;
+    st.notify = true;
+    st.record_outcome = true;
+    st.request_id = loom_slice_str("r");
+    st.outcome_append_notification_id = true;
+    st = th_commit1(&env, st);
+    loom_txn *t = th_read(&env);
+    loom_slice out;
+    cr_assert_eq(loom_store_outcome_get(t, st.key, loom_slice_str("r"), &out, NULL), 0);
+    cr_assert_eq(out.len, 1);
+    cr_assert_eq(*(const uint8_t *)out.ptr, st.notification_id);
+    loom_txn_end(t);
+}
+
+Test(commit, notify_outcome_needs_notify_and_an_outcome)
+{
+    th_create(&env, "m", 1);
+    loom_step st = th_step(&env, "m");
+    st.unchecked = true;
+    st.record_outcome = true;
+    st.request_id = loom_slice_str("r");
+    st.outcome_append_notification_id = true; /* no notify */
+    cr_assert_eq(loom_store_commit(env.s, &st, 1), 0);
+    cr_assert_eq(st.result, LOOM_EINVALID_ARGUMENT);
+    st.notify = true;
+    st.record_outcome = false;
+    cr_assert_eq(loom_store_commit(env.s, &st, 1), 0);
+    cr_assert_eq(st.result, LOOM_EINVALID_ARGUMENT);
+    static char big[LOOM_STORE_MAX_VALUE_LEN];
+    st.record_outcome = true;
+    st.outcome = loom_slice_of(big, sizeof big); /* no room left for the id */
+    cr_assert_eq(loom_store_commit(env.s, &st, 1), 0);
+    cr_assert_eq(st.result, LOOM_EINVALID_ARGUMENT);
+    loom_txn *t = th_read(&env);
+    loom_notification nt;
+    cr_assert_eq(loom_store_notifications_from(t, 0, &nt, 1), 0, "refused steps leave no trace");
+    loom_slice out;
+    loom_machine m;
+    cr_assert_eq(loom_store_machine_get(t, env.ns, loom_slice_str("m"), &m), 0);
+    cr_assert_eq(loom_store_outcome_get(t, m.key, loom_slice_str("r"), &out, NULL),
+                 LOOM_ENOT_FOUND);
+    loom_txn_end(t);
+}
+
 Test(commit, bad_input_gets_clear_errors)
 {
     loom_step st = th_step(&env, "");
@@ -430,5 +532,72 @@ Test(commit, many_steps_many_machines_then_verify)
         cr_assert_lt(m.log_count, LOOM__LOG_COMPACT);
     }
     loom_txn_end(t);
+    cr_assert_eq(loom_store_verify(env.s, NULL, NULL), 0);
+}
+
+static void fill_event(uint8_t *buf, size_t len, unsigned machine, uint64_t id)
+{
+    for (size_t i = 0; i < len; i++)
+        buf[i] = (uint8_t)(machine * 31 + id * 7 + i);
+}
+
+/* Compaction copies logged events it has just checked; small ones from a
+ * bounded copy, the rest read again. Every size mix must move every event
+ * intact: 16-byte events all fit the copy, 1000-byte ones partly, 9000-byte
+ * ones never. */
+Test(commit, compaction_moves_every_logged_event_intact)
+{
+    static const size_t sizes[3] = {16, 1000, 9000};
+    enum { LAST = 3 * LOOM__LOG_COMPACT + 5 };
+    static uint8_t data[3][4][9000];
+    uint64_t last[3] = {0};
+    unsigned seed = 7;
+    while (last[0] < LAST || last[1] < LAST || last[2] < LAST) {
+        loom_step steps[3];
+        loom_new_event ev[3][4];
+        for (unsigned m = 0; m < 3; m++) {
+            steps[m] = th_step(&env, m == 0 ? "s0" : m == 1 ? "s1" : "s2");
+            steps[m].create = last[m] == 0;
+            steps[m].expected_last_event_id = last[m];
+            steps[m].n_events = 1 + (uint32_t)(rand_r(&seed) % 4);
+            for (uint32_t e = 0; e < steps[m].n_events; e++) {
+                fill_event(data[m][e], sizes[m], m, last[m] + e + 1);
+                ev[m][e] = (loom_new_event){1, loom_slice_of(data[m][e], sizes[m])};
+            }
+            steps[m].events = ev[m];
+            last[m] += steps[m].n_events;
+        }
+        cr_assert_eq(loom_store_commit(env.s, steps, 3), 0, "%s", loom_errdetail());
+        for (unsigned m = 0; m < 3; m++)
+            cr_assert_eq(steps[m].result, 0, "%s", loom_err_name(steps[m].result));
+    }
+    loom_txn *t = th_read(&env);
+    static uint8_t want[9000];
+    for (unsigned m = 0; m < 3; m++) {
+        loom_machine mm;
+        const char *id = m == 0 ? "s0" : m == 1 ? "s1" : "s2";
+        cr_assert_eq(loom_store_machine_get(t, env.ns, loom_slice_str(id), &mm), 0);
+        loom_range all = {0, 0, LOOM_DIRECTION_FORWARD, false};
+        loom_history it;
+        cr_assert_eq(loom_history_begin(t, mm.key, &all, &it), 0);
+        loom_event ev;
+        uint64_t n = 0;
+        int rc;
+        while ((rc = loom_history_next(&it, &ev)) == 1) {
+            n++;
+            cr_assert_eq(ev.id, n);
+            fill_event(want, sizes[m], m, n);
+            cr_assert_eq(ev.data.len, sizes[m]);
+            cr_assert_eq(memcmp(ev.data.ptr, want, sizes[m]), 0, "machine %u event %lu", m,
+                         (unsigned long)n);
+        }
+        loom_history_end(&it);
+        cr_assert_eq(rc, 0, "%s", loom_errdetail());
+        cr_assert_eq(n, last[m]);
+    }
+    loom_txn_end(t);
+    loom_store_stats stats;
+    cr_assert_eq(loom_store_stats_get(env.s, &stats), 0);
+    cr_assert_gt(stats.events_compacted, 3 * 2 * LOOM__LOG_COMPACT);
     cr_assert_eq(loom_store_verify(env.s, NULL, NULL), 0);
 }

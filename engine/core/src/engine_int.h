@@ -131,7 +131,6 @@ struct loom__step {
     size_t outcome_len;
     int commit_rc;        /* whole-batch result */
     char *reason;         /* failure reason stored with the step */
-    bool outcome_pending; /* Notify + request id: outcome commit follows */
     loom__step *cnext;    /* committer queues */
 };
 

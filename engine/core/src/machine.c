@@ -465,6 +465,11 @@ static void run_simple_repair(loom__step *s)
     submit(s);
 }
 
+/* NotifyReply's one field, notification_id = 1, is a varint: its packed
+ * form is this tag byte and the id as a varint, which the store appends to
+ * the outcome in the transaction that assigns the id. */
+static const uint8_t notify_reply_tag = (1u << 3) | PROTOBUF_C_WIRE_TYPE_VARINT;
+
 static void run_notify(loom__step *s)
 {
     loom_step *st = &s->st[0];
@@ -473,7 +478,13 @@ static void run_notify(loom__step *s)
     st->notify = true;
     ProtobufCBinaryData a = op_args(s->op);
     st->notify_args = loom_slice_of(a.data, a.len);
-    s->outcome_pending = op_request_id(s->op) != NULL;
+    const char *rid = op_request_id(s->op);
+    if (rid) {
+        st->record_outcome = true;
+        st->request_id = loom_slice_str(rid);
+        st->outcome = loom_slice_of(&notify_reply_tag, 1);
+        st->outcome_append_notification_id = true;
+    }
     s->nst = 1;
     submit(s);
 }
@@ -1038,29 +1049,6 @@ static void answer(loom__step *s, const loom_step *st)
     loom__reply(op->cl, &env);
 }
 
-/* Notify with a request id: its reply holds the notification id, known
- * only after the commit, so the outcome is recorded by a second commit
- * before the client is answered. */
-static bool commit_notify_outcome(loom__step *s)
-{
-    loom_envelope env;
-    reply_msg r;
-    loom__v1__envelope__init(&env);
-    fill_reply(LOOM_OP_NOTIFY, &r, &env, (ProtobufCBinaryData){0, NULL}, 0, s->notification_id);
-    if (pack_body(&env, &s->outcome, &s->outcome_len))
-        return false;
-    loom_step *st = &s->st[0];
-    commit_prepare(s, st);
-    st->unchecked = true;
-    st->record_outcome = true;
-    st->request_id = loom_slice_str(op_request_id(s->op));
-    st->outcome = loom_slice_of(s->outcome, s->outcome_len);
-    s->outcome_pending = false;
-    s->nst = 1;
-    loom__committer_submit(s->e, s);
-    return true;
-}
-
 void loom__step_committed(loom__step *s)
 {
     const loom_step *st = &s->st[0];
@@ -1080,8 +1068,6 @@ void loom__step_committed(loom__step *s)
         s->notification_id = st->notification_id;
         s->m->wake = true;
     }
-    if (s->outcome_pending && commit_notify_outcome(s))
-        return;
     note_wakes(s, st);
     answer(s, st);
     /* something else may be due now: the next notification, a timer kept

@@ -356,6 +356,12 @@ typedef struct {
     bool record_outcome;         /* store request_id -> outcome */
     loom_slice request_id;
     loom_slice outcome;
+    /* with notify and record_outcome: the outcome stored is `outcome`
+     * followed by the id of the notification this step enqueues, as a
+     * base-128 varint (7 bits a byte, lowest first, high bit set on every
+     * byte but the last; at most 10 bytes). A reply that carries the id
+     * is thus recorded in the same transaction that assigns it. */
+    bool outcome_append_notification_id;
 
     /* --- outputs */
     int result;                  /* 0 or the step's LOOM_E* code */
