@@ -163,7 +163,13 @@ typedef struct client {
     size_t n_lat, cap_lat;
     bool record, resend;
     const steps_opts *o;
+    /* frames not yet written: like any pipelining client, it writes all
+     * the calls it has ready in one go */
+    uint8_t *out;
+    size_t out_len, out_cap;
 } client;
+
+#define CLIENT_OUT_MAX (256u * 1024u)
 
 static int client_connect(client *c, const char *path)
 {
@@ -196,6 +202,32 @@ static void write_all(int fd, const uint8_t *p, size_t n)
     }
 }
 
+static void client_flush(client *c)
+{
+    write_all(c->fd, c->out, c->out_len);
+    c->out_len = 0;
+}
+
+/* Queues a frame; it goes out at the next pump (or now, past the cap). */
+static void client_queue(client *c, const uint8_t *frame, size_t len)
+{
+    if (c->out_len + len > CLIENT_OUT_MAX)
+        client_flush(c);
+    if (len > c->out_cap - c->out_len) {
+        size_t cap = c->out_len + len > CLIENT_OUT_MAX ? c->out_len + len : CLIENT_OUT_MAX;
+        uint8_t *p = realloc(c->out, cap);
+        if (!p) {
+            client_flush(c);
+            write_all(c->fd, frame, len);
+            return;
+        }
+        c->out = p;
+        c->out_cap = cap;
+    }
+    memcpy(c->out + c->out_len, frame, len);
+    c->out_len += len;
+}
+
 static void send_req(client *c, uint64_t m, bool start)
 {
     char id[32];
@@ -222,7 +254,7 @@ static void send_req(client *c, uint64_t m, bool start)
     if (loom_envelope_encode(&env, LOOM_FRAME_MAX_DEFAULT, &frame, &len) == 0) {
         c->busy[m] = true;
         c->sent_ns[m] = bench_now_ns();
-        write_all(c->fd, frame, len);
+        client_queue(c, frame, len);
         free(frame);
     }
 }
@@ -254,6 +286,7 @@ static int on_reply(void *ctx, const uint8_t *payload, size_t len)
  * engine needs). */
 static int pump_ns(client *c, uint64_t timeout_ns)
 {
+    client_flush(c);
     struct pollfd pf = {c->fd, POLLIN, 0};
     struct timespec ts = {(time_t)(timeout_ns / 1000000000ull), (long)(timeout_ns % 1000000000ull)};
     if (ppoll(&pf, 1, &ts, NULL) <= 0)
@@ -432,6 +465,7 @@ static int run(const steps_opts *o, const char *dir)
     free(c.sent_ns);
     free(c.busy);
     free(c.lat_ns);
+    free(c.out);
     return c.errors ? 1 : 0;
 }
 

@@ -20,6 +20,9 @@
  *
  * CONNECTING: no reads; sends are held in `held` and submitted on connect.
  * OPEN: reading; every complete frame is decoded and handed to on_envelope.
+ *   Frames sent during one loop pass collect in the outbox and go out in
+ *   one write from an idle callback, at the start of the next pass: one
+ *   syscall for a burst of replies instead of one each.
  * DRAINING: reads stopped, sends refused, the reason already recorded; the
  *   queued frames go out, bounded by the `linger` timer.
  * CLOSING: uv_close was called; no callback but on_close fires again, sends
@@ -40,6 +43,11 @@
 #define LISTEN_BACKLOG 128
 #define PEER_MAX 128
 #define REASON_MAX 256
+/* Frames queued during one loop pass share one buffer and one write; past
+ * this size the buffer goes out and a new one starts, so no single write
+ * (or allocation) grows without bound. */
+#define COALESCE_MAX (256u * 1024u)
+#define OUTBOX_MIN 4096u
 
 enum conn_state { CONN_CONNECTING = 1, CONN_OPEN, CONN_DRAINING, CONN_CLOSING };
 
@@ -50,12 +58,14 @@ typedef union loom_stream {
     uv_pipe_t pipe;
 } loom_stream;
 
-/* One queued frame; the bytes follow the struct in the same allocation. */
+/* One write of one or more whole frames; the bytes follow the struct in
+ * the same allocation (cap of them allocated, len used). */
 typedef struct write_req {
     uv_write_t req;
     struct write_req *next; /* while held before connect */
     loom_conn *conn;
     size_t len;
+    size_t cap;
     uint8_t data[];
 } write_req;
 
@@ -68,7 +78,10 @@ struct loom_conn {
     void *user;
     loom_frame_reader reader;
     size_t pending_write; /* bytes handed to send and not yet completed */
-    write_req *held_head;
+    write_req *outbox;    /* frames not yet handed to libuv */
+    uv_idle_t flush;      /* active while outbox holds frames */
+    int handles_open;     /* the stream and flush: freed when both closed */
+    write_req *held_head; /* full outboxes waiting for the connect */
     write_req *held_tail;
     uv_timer_t *linger; /* DRAINING only: bounds the wait for the flush */
     int silent;         /* failed before the caller got it: no on_close */
@@ -187,12 +200,31 @@ static void held_free_all(loom_conn *c)
     }
     c->held_head = NULL;
     c->held_tail = NULL;
+    if (c->outbox != NULL) {
+        c->pending_write -= c->outbox->len;
+        free(c->outbox);
+        c->outbox = NULL;
+    }
+}
+
+static void flush_cb(uv_idle_t *h);
+
+/* Called right after the stream is initialised, so that every path that
+ * closes the stream also finds the flush handle ready to close. */
+static void conn_handles_init(uv_loop_t *loop, loom_conn *c)
+{
+    int rc = uv_idle_init(loop, &c->flush);
+    LOOM_ASSERT(rc == 0); /* cannot fail on Unix */
+    c->flush.data = c;
+    c->handles_open = 2;
 }
 
 static void conn_close_cb(uv_handle_t *h)
 {
     loom_conn *c = h->data;
     LOOM_ASSERT(c->state == CONN_CLOSING);
+    if (--c->handles_open > 0)
+        return;
     held_free_all(c);
     if (!c->silent && c->cb.on_close != NULL)
         c->cb.on_close(c, c->close_err, c->reason, c->user);
@@ -216,6 +248,7 @@ static void conn_finish_close(loom_conn *c)
         uv_close((uv_handle_t *)c->linger, linger_close_cb);
         c->linger = NULL;
     }
+    uv_close((uv_handle_t *)&c->flush, conn_close_cb);
     uv_close(&c->h.handle, conn_close_cb);
 }
 
@@ -245,10 +278,16 @@ static void conn_close_fmt(loom_conn *c, int err, const char *fmt, ...)
     conn_finish_close(c);
 }
 
+static int outbox_submit(loom_conn *c);
+
 void loom_conn_close(loom_conn *c, int err, const char *reason)
 {
     LOOM_ASSERT(c != NULL);
     LOOM_ASSERT(err <= 0);
+    /* Frames sent before the close still get the chance a direct write
+     * would have given them: libuv writes at once what the socket takes. */
+    if (c->state == CONN_OPEN && c->outbox != NULL)
+        outbox_submit(c);
     if (reason == NULL)
         reason = err == 0 ? "closed locally" : loom_strerror(err);
     conn_close_fmt(c, err, "%s", reason);
@@ -423,6 +462,66 @@ static int submit(loom_conn *c, write_req *w)
     return 0;
 }
 
+/* Hands the outbox to libuv (OPEN, DRAINING) or parks it until the
+ * connect (CONNECTING). */
+static int outbox_submit(loom_conn *c)
+{
+    write_req *w = c->outbox;
+    LOOM_ASSERT(w != NULL);
+    c->outbox = NULL;
+    uv_idle_stop(&c->flush);
+    if (c->state != CONN_CONNECTING)
+        return submit(c, w);
+    w->next = NULL;
+    if (c->held_tail != NULL)
+        c->held_tail->next = w;
+    else
+        c->held_head = w;
+    c->held_tail = w;
+    return 0;
+}
+
+/* Runs once per loop pass after frames were queued; an active idle handle
+ * also keeps the loop from blocking in poll with frames still queued,
+ * whichever callback queued them. */
+static void flush_cb(uv_idle_t *h)
+{
+    loom_conn *c = h->data;
+    uv_idle_stop(h);
+    if (c->outbox != NULL && (c->state == CONN_OPEN || c->state == CONN_DRAINING))
+        outbox_submit(c);
+}
+
+/* Room for len more bytes at the end of the outbox; the outbox goes out
+ * first when the frame would take it past COALESCE_MAX. */
+static int outbox_reserve(loom_conn *c, size_t len)
+{
+    write_req *w = c->outbox;
+    if (w != NULL && w->len + len > COALESCE_MAX) {
+        int rc = outbox_submit(c);
+        if (rc != 0)
+            return rc;
+        w = NULL;
+    }
+    size_t need = (w != NULL ? w->len : 0) + len;
+    if (w != NULL && need <= w->cap)
+        return 0;
+    size_t cap = w != NULL ? 2 * w->cap : OUTBOX_MIN;
+    if (cap < need)
+        cap = need;
+    write_req *grown = realloc(w, sizeof *grown + cap);
+    if (grown == NULL)
+        return loom_seterr(LOOM_ENOMEM, "send buffer of %zu bytes", cap);
+    if (w == NULL) {
+        grown->conn = c;
+        grown->len = 0;
+        grown->next = NULL;
+    }
+    grown->cap = cap;
+    c->outbox = grown;
+    return 0;
+}
+
 int loom_conn_send(loom_conn *c, const loom_envelope *env)
 {
     LOOM_ASSERT(c != NULL);
@@ -439,23 +538,16 @@ int loom_conn_send(loom_conn *c, const loom_envelope *env)
         return loom_seterr(LOOM_ERESOURCE_EXHAUSTED,
                            "send queue of %s holds %zu unsent bytes (limit %zu)", c->peer,
                            c->pending_write, c->opts.max_pending_write);
-    write_req *w = malloc(sizeof *w + len);
-    if (w == NULL)
-        return loom_seterr(LOOM_ENOMEM, "frame of %zu bytes", len);
-    loom__frame_write(env, w->data, n);
-    w->conn = c;
-    w->len = len;
-    w->next = NULL;
+    rc = outbox_reserve(c, len);
+    if (rc != 0)
+        return rc;
+    write_req *w = c->outbox;
+    loom__frame_write(env, w->data + w->len, n);
+    w->len += len;
     c->pending_write += len;
-    if (c->state == CONN_CONNECTING) {
-        if (c->held_tail != NULL)
-            c->held_tail->next = w;
-        else
-            c->held_head = w;
-        c->held_tail = w;
-        return 0;
-    }
-    return submit(c, w);
+    if (c->state != CONN_CONNECTING)
+        uv_idle_start(&c->flush, flush_cb);
+    return 0;
 }
 
 /* ------------------------------------------------------------ connecting */
@@ -487,6 +579,8 @@ static void connect_cb(uv_connect_t *req, int status)
         }
         w = next;
     }
+    if (c->state == CONN_OPEN && c->outbox != NULL)
+        outbox_submit(c);
     if (c->state != CONN_OPEN)
         return;
     if (conn_start_reading(c) != 0)
@@ -536,6 +630,7 @@ int loom_conn_connect(uv_loop_t *loop, const char *addr, const loom_conn_options
         free(c);
         return loom_seterr(loom__err_from_uv(rc), "connect %s: %s", addr, uv_strerror(rc));
     }
+    conn_handles_init(loop, c);
     c->state = CONN_CONNECTING;
     c->connect_req.data = c;
     if (a.is_unix) {
@@ -603,6 +698,7 @@ static void connection_cb(uv_stream_t *server, int status)
         free(c);
         return;
     }
+    conn_handles_init(server->loop, c);
     c->state = CONN_OPEN;
     rc = uv_accept(server, &c->h.stream);
     if (rc != 0) {

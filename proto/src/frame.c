@@ -234,37 +234,116 @@ int loom_envelope_encode(const loom_envelope *env, size_t max_frame, uint8_t **o
     return 0;
 }
 
-/* Decoding allocates through this budget. Small protobuf items expand in
- * memory (a 2-byte empty repeated message becomes a pointer plus a ~50-byte
- * struct), so without a cap one 16 MiB frame could cost ~500 MB. The
- * allocations are plain malloc, so loom_envelope_free's default free
- * matches them. */
-typedef struct decode_budget {
-    size_t left;
+/* Decoding allocates from an arena through a budget. Small protobuf items
+ * expand in memory (a 2-byte empty repeated message becomes a pointer plus
+ * a ~50-byte struct), so without a cap one 16 MiB frame could cost
+ * ~500 MB. An envelope takes ~5-20 allocations; the arena makes that one
+ * or two mallocs, and loom_envelope_free one free per chunk instead of a
+ * walk over the message. The first chunk starts with the envelope itself
+ * (protobuf-c allocates the top message first, checked on every decode),
+ * so the envelope pointer leads back to its chunks. */
+typedef struct arena_chunk {
+    struct arena_chunk *next; /* the first chunk links all later ones */
+    size_t used;
+    size_t cap;
+} arena_chunk;
+
+#define ARENA_ALIGN 16u
+#define ARENA_HDR ((sizeof(arena_chunk) + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1))
+#define ARENA_FIRST_MIN 1024u
+#define ARENA_CHUNK_MAX (1024u * 1024u)
+
+typedef struct decode_arena {
+    arena_chunk *first;
+    arena_chunk *cur;
+    size_t next_cap; /* size of the next chunk unless one item needs more */
+    size_t left;     /* budget */
     int over;
     int oom;
-} decode_budget;
+} decode_arena;
 
-static void *budget_alloc(void *ctx, size_t size)
+static uint8_t *chunk_data(arena_chunk *c)
 {
-    decode_budget *b = ctx;
-    if (size > b->left) {
-        b->over = 1;
+    return (uint8_t *)c + ARENA_HDR;
+}
+
+static int budget_fits(const decode_arena *a, size_t cap)
+{
+    return cap <= a->left && ARENA_HDR <= a->left - cap;
+}
+
+static arena_chunk *arena_grow(decode_arena *a, size_t size)
+{
+    size_t cap = size > a->next_cap ? size : a->next_cap;
+    if (!budget_fits(a, cap))
+        cap = size; /* the budget may still have room for this item alone */
+    if (!budget_fits(a, cap)) {
+        a->over = 1;
         return NULL;
     }
-    void *p = malloc(size);
-    if (p == NULL) {
-        b->oom = 1;
+    arena_chunk *c = malloc(ARENA_HDR + cap);
+    if (c == NULL) {
+        a->oom = 1;
         return NULL;
     }
-    b->left -= size;
+    a->left -= ARENA_HDR + cap;
+    c->used = 0;
+    c->cap = cap;
+    c->next = NULL;
+    if (a->first == NULL) {
+        a->first = c;
+    } else {
+        c->next = a->first->next;
+        a->first->next = c;
+    }
+    a->cur = c;
+    a->next_cap = cap * 2 < ARENA_CHUNK_MAX ? cap * 2 : ARENA_CHUNK_MAX;
+    return c;
+}
+
+static void *arena_alloc(void *ctx, size_t size)
+{
+    decode_arena *a = ctx;
+    size_t need = (size + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+    if (need < size) {
+        a->over = 1;
+        return NULL;
+    }
+    arena_chunk *c = a->cur;
+    if (c == NULL || c->cap - c->used < need)
+        c = arena_grow(a, need);
+    if (c == NULL)
+        return NULL;
+    void *p = chunk_data(c) + c->used;
+    c->used += need;
     return p;
 }
 
-static void budget_free(void *ctx, void *p)
+/* Items die with the arena. */
+static void arena_free_item(void *ctx, void *p)
 {
     (void)ctx;
-    free(p);
+    (void)p;
+}
+
+static void arena_drop(arena_chunk *first)
+{
+    while (first != NULL) {
+        arena_chunk *next = first->next;
+        free(first);
+        first = next;
+    }
+}
+
+static int unpack_failed(const decode_arena *a, size_t len, size_t max_memory)
+{
+    if (a->oom)
+        return loom_seterr(LOOM_ENOMEM, "decoding an envelope of %zu bytes", len);
+    if (a->over)
+        return loom_seterr(LOOM_ERESOURCE_EXHAUSTED,
+                           "envelope of %zu bytes needs more than %zu bytes of memory to decode",
+                           len, max_memory);
+    return loom_seterr(LOOM_EPROTOCOL, "%zu bytes are not a valid Envelope", len);
 }
 
 size_t loom_envelope_decode_budget(size_t len)
@@ -284,23 +363,28 @@ int loom_envelope_decode_limited(const uint8_t *payload, size_t len, size_t max_
     int rc = loom__payload_check(payload, len);
     if (rc != 0)
         return rc;
-    decode_budget b = {.left = max_memory};
-    ProtobufCAllocator alloc = {.alloc = budget_alloc, .free = budget_free, .allocator_data = &b};
+    decode_arena a = {.left = max_memory};
+    /* Room for the payload's bytes and strings plus the structs of a
+     * typical body in one chunk; bodies of many small items take more
+     * chunks, each twice the last. */
+    a.next_cap = len < ARENA_CHUNK_MAX - ARENA_FIRST_MIN ? len + ARENA_FIRST_MIN : ARENA_CHUNK_MAX;
+    ProtobufCAllocator alloc = {
+        .alloc = arena_alloc, .free = arena_free_item, .allocator_data = &a};
     loom_envelope *env = loom__v1__envelope__unpack(&alloc, len, payload);
-    if (env == NULL && b.oom)
-        return loom_seterr(LOOM_ENOMEM, "decoding an envelope of %zu bytes", len);
-    if (env == NULL && b.over)
-        return loom_seterr(LOOM_ERESOURCE_EXHAUSTED,
-                           "envelope of %zu bytes needs more than %zu bytes of memory to decode",
-                           len, max_memory);
-    if (env == NULL)
-        return loom_seterr(LOOM_EPROTOCOL, "%zu bytes are not a valid Envelope", len);
+    if (env == NULL) {
+        arena_drop(a.first);
+        return unpack_failed(&a, len, max_memory);
+    }
+    if ((uint8_t *)env != chunk_data(a.first)) {
+        arena_drop(a.first);
+        return loom_seterr(LOOM_EINTERNAL, "protobuf-c did not allocate the envelope first");
+    }
     if (envelope_body(env) == NULL) {
         /* An unknown body number (a newer peer) lands here too: protobuf-c
          * keeps it as an unknown field and leaves the oneof unset. */
         rc = loom_seterr(LOOM_EPROTOCOL, "envelope %llu has no known body",
                          (unsigned long long)env->correlation_id);
-        loom__v1__envelope__free_unpacked(env, NULL);
+        arena_drop(a.first);
         return rc;
     }
     *out = env;
@@ -315,5 +399,5 @@ int loom_envelope_decode(const uint8_t *payload, size_t len, loom_envelope **out
 void loom_envelope_free(loom_envelope *env)
 {
     if (env != NULL)
-        loom__v1__envelope__free_unpacked(env, NULL);
+        arena_drop((arena_chunk *)((uint8_t *)env - ARENA_HDR));
 }

@@ -378,6 +378,19 @@ static int raw_sees_eof(void *arg)
     return r->eof;
 }
 
+static void raw_open(raw_reader *r, const char *transport, loom_listener *l)
+{
+    memset(r, 0, sizeof *r);
+    r->fd = raw_connect(transport, l);
+    loom_frame_reader_init(&r->fr, 0);
+}
+
+static void raw_close(raw_reader *r)
+{
+    close(r->fd);
+    loom_frame_reader_free(&r->fr);
+}
+
 static uint8_t *call_frame(uint64_t id, size_t *len)
 {
     char args[32];
@@ -394,15 +407,28 @@ static uint8_t *call_frame(uint64_t id, size_t *len)
     return frame;
 }
 
-typedef struct want_closed {
-    server *s;
+typedef struct at_least {
+    const int *count;
     int n;
-} want_closed;
+} at_least;
 
-static int server_closed_n(void *arg)
+static int count_reached(void *arg)
 {
-    want_closed *w = arg;
-    return w->s->n_closed >= w->n;
+    const at_least *a = arg;
+    return *a->count >= a->n;
+}
+
+/* Runs the loop until the server has seen n of its connections close. */
+static int server_saw_closes(server *s, int n)
+{
+    at_least a = {&s->n_closed, n};
+    return run_until(count_reached, &a);
+}
+
+static int server_saw_accepts(server *s, int n)
+{
+    at_least a = {&s->n_accepted, n};
+    return run_until(count_reached, &a);
 }
 
 static int client_gone(void *arg)
@@ -430,8 +456,7 @@ static void pipelined(const char *transport)
     loom_conn_close(k.c, 0, NULL);
     cr_assert(run_until(client_gone, &k));
     cr_assert_eq(k.close_err, 0);
-    want_closed w = {&s, 1};
-    cr_assert(run_until(server_closed_n, &w));
+    cr_assert(server_saw_closes(&s, 1));
     cr_assert_eq(s.close_errs[0], 0, "a clean EOF is not an error");
     server_stop(&s);
 }
@@ -487,18 +512,16 @@ static void bad_peer(const char *transport, const void *bad, size_t bad_len, int
     client_connect(&k, addr, NULL);
     round_trips(&k, 0, 5);
 
-    raw_reader r = {.fd = raw_connect(transport, s.l)};
-    loom_frame_reader_init(&r.fr, 0);
+    raw_reader r;
+    raw_open(&r, transport, s.l);
     raw_write(r.fd, bad, bad_len);
     cr_assert(run_until(raw_sees_eof, &r), "the bad peer was not disconnected");
-    want_closed w = {&s, 1};
-    cr_assert(run_until(server_closed_n, &w));
+    cr_assert(server_saw_closes(&s, 1));
     cr_assert_eq(s.close_errs[0], want_err, "closed with %s", loom_err_name(s.close_errs[0]));
 
     round_trips(&k, 5, 5);
     cr_assert_not_null(k.c, "the good client was harmed");
-    close(r.fd);
-    loom_frame_reader_free(&r.fr);
+    raw_close(&r);
     loom_conn_close(k.c, 0, NULL);
     server_stop(&s);
 }
@@ -562,19 +585,17 @@ Test(conn, many_frames_in_one_write_are_all_delivered)
         total += len;
         free(f);
     }
-    raw_reader r = {.fd = raw_connect("tcp", s.l)};
-    loom_frame_reader_init(&r.fr, 0);
+    raw_reader r;
+    raw_open(&r, "tcp", s.l);
     raw_write(r.fd, all, total);
     want_raw_frames w = {&r, N};
     cr_assert(run_until(raw_has_frames, &w), "got %zu replies", r.frames);
     cr_assert_eq(r.frames, N);
     cr_assert_eq(s.received, N);
     cr_assert_eq(s.n_closed, 0);
-    close(r.fd);
-    want_closed wc = {&s, 1};
-    cr_assert(run_until(server_closed_n, &wc));
+    raw_close(&r);
+    cr_assert(server_saw_closes(&s, 1));
     cr_assert_eq(s.close_errs[0], 0);
-    loom_frame_reader_free(&r.fr);
     free(all);
     server_stop(&s);
 }
@@ -588,8 +609,7 @@ Test(conn, eof_inside_a_frame_is_reported)
     int fd = raw_connect("unix", s.l);
     raw_write(fd, f, len - 3);
     close(fd);
-    want_closed w = {&s, 1};
-    cr_assert(run_until(server_closed_n, &w));
+    cr_assert(server_saw_closes(&s, 1));
     cr_assert_eq(s.close_errs[0], LOOM_ECLOSED);
     cr_assert_eq(s.received, 0);
     free(f);
@@ -605,8 +625,7 @@ Test(conn, close_from_on_envelope_stops_delivery)
     int fd = raw_connect("tcp", s.l);
     for (int i = 0; i < 20; i++)
         raw_write(fd, f, len);
-    want_closed w = {&s, 1};
-    cr_assert(run_until(server_closed_n, &w));
+    cr_assert(server_saw_closes(&s, 1));
     cr_assert_eq(s.received, 1, "frames were delivered after close");
     cr_assert_eq(s.close_errs[0], 0);
     close(fd);
@@ -614,15 +633,11 @@ Test(conn, close_from_on_envelope_stops_delivery)
     server_stop(&s);
 }
 
-typedef struct accepted {
-    server *s;
-    int n;
-} accepted;
-
-static int server_accepted_n(void *arg)
+static loom_conn *accept_raw(server *s, raw_reader *r, const char *transport)
 {
-    accepted *a = arg;
-    return a->s->n_accepted >= a->n;
+    raw_open(r, transport, s->l);
+    cr_assert(server_saw_accepts(s, 1));
+    return s->conns[0];
 }
 
 typedef struct drain_until_sent {
@@ -644,11 +659,8 @@ Test(conn, write_queue_limit)
     o.max_pending_write = 256u * 1024u;
     server s = {0};
     server_start(&s, "tcp", &o);
-    raw_reader r = {.fd = raw_connect("tcp", s.l)};
-    loom_frame_reader_init(&r.fr, 0);
-    accepted a = {&s, 1};
-    cr_assert(run_until(server_accepted_n, &a));
-    loom_conn *c = s.conns[0];
+    raw_reader r;
+    loom_conn *c = accept_raw(&s, &r, "tcp");
 
     static uint8_t blob[64 * 1024];
     Loom__V1__CallReply rep = LOOM__V1__CALL_REPLY__INIT;
@@ -682,8 +694,7 @@ Test(conn, write_queue_limit)
     cr_assert(run_until(raw_has_frames, &w));
     cr_assert_eq(r.frames, (size_t)sent + 1, "frames lost or invented");
     cr_assert_eq(s.n_closed, 0);
-    close(r.fd);
-    loom_frame_reader_free(&r.fr);
+    raw_close(&r);
     server_stop(&s);
 }
 
@@ -839,20 +850,11 @@ static void fill_queue(loom_conn *c, size_t frames, size_t size)
     free(blob);
 }
 
-static loom_conn *accept_raw(server *s, raw_reader *r, const char *transport)
-{
-    r->fd = raw_connect(transport, s->l);
-    loom_frame_reader_init(&r->fr, 0);
-    accepted a = {s, 1};
-    cr_assert(run_until(server_accepted_n, &a));
-    return s->conns[0];
-}
-
 Test(conn, close_after_flush_delivers_queued_frames)
 {
     server s = {0};
     server_start(&s, "unix", NULL);
-    raw_reader r = {0};
+    raw_reader r;
     loom_conn *c = accept_raw(&s, &r, "unix");
     fill_queue(c, 8, 256 * 1024);
     cr_assert_gt(loom_conn_pending_write(c), 0);
@@ -864,11 +866,9 @@ Test(conn, close_after_flush_delivers_queued_frames)
     cr_assert_eq(loom_conn_send(c, &env), LOOM_ECLOSED, "draining refuses new frames");
     cr_assert(run_until(raw_sees_eof, &r));
     cr_assert_eq(r.frames, 8, "queued frames were dropped: %zu of 8", r.frames);
-    want_closed w = {&s, 1};
-    cr_assert(run_until(server_closed_n, &w));
+    cr_assert(server_saw_closes(&s, 1));
     cr_assert_eq(s.close_errs[0], LOOM_EPROTOCOL);
-    close(r.fd);
-    loom_frame_reader_free(&r.fr);
+    raw_close(&r);
     server_stop(&s);
 }
 
@@ -876,16 +876,14 @@ Test(conn, close_after_flush_gives_up_after_linger)
 {
     server s = {0};
     server_start(&s, "unix", NULL);
-    raw_reader r = {0};
+    raw_reader r;
     loom_conn *c = accept_raw(&s, &r, "unix");
     /* Far more than a unix socket buffers: the peer never reads. */
     fill_queue(c, 16, 1024 * 1024);
     loom_conn_close_after_flush(c, 0, "done", 50);
-    want_closed w = {&s, 1};
-    cr_assert(run_until(server_closed_n, &w), "linger did not bound the flush");
+    cr_assert(server_saw_closes(&s, 1), "linger did not bound the flush");
     cr_assert_eq(s.close_errs[0], 0);
-    close(r.fd);
-    loom_frame_reader_free(&r.fr);
+    raw_close(&r);
     server_stop(&s);
 }
 
@@ -893,14 +891,12 @@ Test(conn, close_after_flush_with_nothing_queued_closes_now)
 {
     server s = {0};
     server_start(&s, "tcp", NULL);
-    raw_reader r = {0};
+    raw_reader r;
     loom_conn *c = accept_raw(&s, &r, "tcp");
     loom_conn_close_after_flush(c, 0, NULL, 60000);
-    want_closed w = {&s, 1};
-    cr_assert(run_until(server_closed_n, &w));
+    cr_assert(server_saw_closes(&s, 1));
     cr_assert(run_until(raw_sees_eof, &r));
-    close(r.fd);
-    loom_frame_reader_free(&r.fr);
+    raw_close(&r);
     server_stop(&s);
 }
 
@@ -959,8 +955,7 @@ Test(conn, ipv6_loopback)
     client k;
     client_connect(&k, addr, NULL);
     round_trips(&k, 0, 10);
-    accepted a = {&s, 1};
-    cr_assert(run_until(server_accepted_n, &a));
+    cr_assert(server_saw_accepts(&s, 1));
     cr_assert(strncmp(loom_conn_peer(s.conns[0]), "tcp:[::1]:", 10) == 0, "%s",
               loom_conn_peer(s.conns[0]));
     loom_conn_close(k.c, 0, NULL);
@@ -984,8 +979,7 @@ Test(conn, closing_for_a_bad_frame_logs_one_line)
     server_start(&s, "tcp", &o);
     int fd = raw_connect("tcp", s.l);
     raw_write(fd, oversize_header, 4);
-    want_closed w = {&s, 1};
-    int closed = run_until(server_closed_n, &w);
+    int closed = server_saw_closes(&s, 1);
     dup2(saved, 2);
     close(saved);
     cr_assert(closed);
@@ -1001,5 +995,300 @@ Test(conn, closing_for_a_bad_frame_logs_one_line)
     cr_assert_not_null(nl);
     cr_assert_eq(nl[1], '\0', "more than one line: %s", text);
     close(fd);
+    server_stop(&s);
+}
+
+/* ------------------------------------------------------------ coalescing */
+
+/* Frames of a CallReply whose response is `size` bytes of a pattern keyed
+ * to the id, so a frame cut, doubled or swapped with another shows. */
+static void fill_pattern(uint8_t *p, size_t size, uint64_t id)
+{
+    for (size_t i = 0; i < size; i++)
+        p[i] = (uint8_t)(id * 31u + i);
+}
+
+static int send_patterned(loom_conn *c, uint64_t id, size_t size)
+{
+    uint8_t *blob = malloc(size ? size : 1);
+    cr_assert_not_null(blob);
+    fill_pattern(blob, size, id);
+    Loom__V1__CallReply rep = LOOM__V1__CALL_REPLY__INIT;
+    rep.response.data = blob;
+    rep.response.len = size;
+    loom_envelope env = LOOM__V1__ENVELOPE__INIT;
+    env.correlation_id = id;
+    env.body_case = LOOM__V1__ENVELOPE__BODY_CALL_REPLY;
+    env.call_reply = &rep;
+    int rc = loom_conn_send(c, &env);
+    free(blob);
+    return rc;
+}
+
+/* The size of frame id in the mixed-size tests: mostly small, now and then
+ * large enough to take a send buffer past its coalescing size. */
+static size_t mixed_size(uint64_t id)
+{
+    return id % 97 == 0 ? 300u * 1024u : id % 7 == 0 ? 5000u : (size_t)(id % 50);
+}
+
+typedef struct ordered_reader {
+    int fd;
+    int eof;
+    size_t frames;
+    size_t (*size_of)(uint64_t id);
+    loom_frame_reader fr;
+} ordered_reader;
+
+static int ordered_frame(void *ctx, const uint8_t *payload, size_t len)
+{
+    ordered_reader *r = ctx;
+    loom_envelope *env;
+    cr_assert_eq(loom_envelope_decode(payload, len, &env), 0, "%s", loom_errdetail());
+    cr_assert_eq(env->body_case, LOOM__V1__ENVELOPE__BODY_CALL_REPLY);
+    uint64_t id = env->correlation_id;
+    cr_assert_eq(id, r->frames, "frame %llu arrived in place %zu", (unsigned long long)id,
+                 r->frames);
+    size_t size = r->size_of(id);
+    cr_assert_eq(env->call_reply->response.len, size, "frame %llu", (unsigned long long)id);
+    uint8_t *want = malloc(size ? size : 1);
+    fill_pattern(want, size, id);
+    cr_assert(size == 0 || memcmp(env->call_reply->response.data, want, size) == 0,
+              "frame %llu carries other bytes", (unsigned long long)id);
+    free(want);
+    loom_envelope_free(env);
+    r->frames++;
+    return 0;
+}
+
+static void ordered_drain(ordered_reader *r)
+{
+    static uint8_t buf[65536];
+    for (;;) {
+        ssize_t n = recv(r->fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno == ECONNRESET)) {
+            r->eof = 1;
+            return;
+        }
+        if (n < 0) {
+            cr_assert(errno == EAGAIN || errno == EWOULDBLOCK, "recv: %s", strerror(errno));
+            return;
+        }
+        cr_assert_eq(loom_frame_reader_feed(&r->fr, buf, (size_t)n, ordered_frame, r), 0);
+    }
+}
+
+typedef struct want_ordered {
+    ordered_reader *r;
+    size_t n;
+} want_ordered;
+
+static int ordered_has(void *arg)
+{
+    want_ordered *w = arg;
+    ordered_drain(w->r);
+    return w->r->frames >= w->n || w->r->eof;
+}
+
+static loom_conn *accept_ordered(server *s, ordered_reader *r, const char *transport,
+                                 size_t (*size_of)(uint64_t))
+{
+    memset(r, 0, sizeof *r);
+    r->fd = raw_connect(transport, s->l);
+    r->size_of = size_of;
+    loom_frame_reader_init(&r->fr, 0);
+    cr_assert(server_saw_accepts(s, 1));
+    return s->conns[0];
+}
+
+static void ordered_close(ordered_reader *r)
+{
+    close(r->fd);
+    loom_frame_reader_free(&r->fr);
+}
+
+static size_t small_size(uint64_t id)
+{
+    return (size_t)(id % 40);
+}
+
+/* Frames sent in one loop pass are held until the pass ends, then all go
+ * out, whole and in order. */
+static void one_pass(const char *transport, size_t n, size_t (*size_of)(uint64_t))
+{
+    server s = {0};
+    server_start(&s, transport, NULL);
+    ordered_reader r;
+    loom_conn *c = accept_ordered(&s, &r, transport, size_of);
+    for (uint64_t i = 0; i < n; i++) {
+        size_t before = loom_conn_pending_write(c);
+        cr_assert_eq(send_patterned(c, i, size_of(i)), 0, "send %llu: %s", (unsigned long long)i,
+                     loom_errdetail());
+        cr_assert_gt(loom_conn_pending_write(c), before);
+    }
+    want_ordered w = {&r, n};
+    cr_assert(run_until(ordered_has, &w), "got %zu of %zu frames", r.frames, n);
+    cr_assert_eq(r.frames, n);
+    cr_assert_eq(r.eof, 0);
+    cr_assert_eq(loom_conn_pending_write(c), 0);
+    ordered_close(&r);
+    cr_assert(server_saw_closes(&s, 1));
+    server_stop(&s);
+}
+
+Test(conn, frames_sent_in_one_pass_arrive_whole_and_in_order_unix)
+{
+    one_pass("unix", 5000, small_size);
+}
+
+Test(conn, frames_sent_in_one_pass_arrive_whole_and_in_order_tcp)
+{
+    one_pass("tcp", 5000, small_size);
+}
+
+Test(conn, frames_of_mixed_sizes_past_the_coalescing_size_keep_their_order)
+{
+    one_pass("unix", 1000, mixed_size);
+}
+
+Test(conn, nothing_is_written_before_the_loop_pass_ends)
+{
+    server s = {0};
+    server_start(&s, "unix", NULL);
+    ordered_reader r;
+    loom_conn *c = accept_ordered(&s, &r, "unix", small_size);
+    for (uint64_t i = 0; i < 10; i++)
+        cr_assert_eq(send_patterned(c, i, small_size(i)), 0);
+    uint8_t byte;
+    cr_assert_eq(recv(r.fd, &byte, 1, MSG_DONTWAIT), -1, "a frame went out before the pass ended");
+    cr_assert(errno == EAGAIN || errno == EWOULDBLOCK, "%s", strerror(errno));
+    want_ordered w = {&r, 10};
+    cr_assert(run_until(ordered_has, &w));
+    cr_assert_eq(r.frames, 10);
+    ordered_close(&r);
+    cr_assert(server_saw_closes(&s, 1));
+    server_stop(&s);
+}
+
+static size_t kib_size(uint64_t id)
+{
+    (void)id;
+    return 1000;
+}
+
+Test(conn, write_queue_limit_counts_frames_not_yet_written)
+{
+    loom_conn_options o;
+    loom_conn_options_init(&o);
+    o.max_pending_write = 64u * 1024u;
+    server s = {0};
+    server_start(&s, "unix", &o);
+    ordered_reader r;
+    loom_conn *c = accept_ordered(&s, &r, "unix", kib_size);
+    uint64_t sent = 0;
+    int rc = 0;
+    while (sent < 1000 && (rc = send_patterned(c, sent, kib_size(sent))) == 0) {
+        sent++;
+        cr_assert_leq(loom_conn_pending_write(c), o.max_pending_write);
+    }
+    cr_assert_eq(rc, LOOM_ERESOURCE_EXHAUSTED, "send %llu: %s", (unsigned long long)sent,
+                 loom_err_name(rc));
+    /* ~1 KiB frames under a 64 KiB limit */
+    cr_assert_geq(sent, 60);
+    cr_assert_leq(sent, 65);
+    want_ordered w = {&r, sent};
+    cr_assert(run_until(ordered_has, &w), "got %zu of %llu", r.frames, (unsigned long long)sent);
+    cr_assert_eq(r.frames, sent, "frames refused by the limit must not be sent");
+    ordered_close(&r);
+    cr_assert(server_saw_closes(&s, 1));
+    server_stop(&s);
+}
+
+Test(conn, close_hands_frames_of_this_pass_to_the_socket)
+{
+    server s = {0};
+    server_start(&s, "unix", NULL);
+    ordered_reader r;
+    loom_conn *c = accept_ordered(&s, &r, "unix", small_size);
+    for (uint64_t i = 0; i < 20; i++)
+        cr_assert_eq(send_patterned(c, i, small_size(i)), 0);
+    loom_conn_close(c, 0, NULL);
+    want_ordered w = {&r, 21};
+    run_until(ordered_has, &w);
+    cr_assert_eq(r.frames, 20, "got %zu of 20 frames", r.frames);
+    cr_assert(r.eof);
+    ordered_close(&r);
+    server_stop(&s);
+}
+
+/* A frame queued by a callback that runs after the flush point of a loop
+ * pass (here a check callback) still goes out without anything else waking
+ * the loop: only the peer's socket and a watchdog can wake it. */
+typedef struct late_sender {
+    loom_conn *c;
+    ordered_reader *r;
+    int sent;
+    int watchdog_fired;
+} late_sender;
+
+static void late_send_cb(uv_check_t *h)
+{
+    late_sender *ls = h->data;
+    uv_check_stop(h);
+    cr_assert_eq(send_patterned(ls->c, 0, 7), 0);
+    ls->sent = 1;
+}
+
+static void late_readable_cb(uv_poll_t *p, int status, int events)
+{
+    late_sender *ls = p->data;
+    (void)status, (void)events;
+    ordered_drain(ls->r);
+}
+
+static void late_watchdog_cb(uv_timer_t *t)
+{
+    late_sender *ls = t->data;
+    ls->watchdog_fired = 1;
+}
+
+static size_t seven(uint64_t id)
+{
+    (void)id;
+    return 7;
+}
+
+Test(conn, frame_sent_from_a_late_callback_is_not_stranded)
+{
+    server s = {0};
+    server_start(&s, "unix", NULL);
+    ordered_reader r;
+    loom_conn *c = accept_ordered(&s, &r, "unix", seven);
+    late_sender ls = {c, &r, 0, 0};
+    uv_check_t check;
+    uv_poll_t readable;
+    uv_timer_t watchdog;
+    uv_check_init(&loop, &check);
+    check.data = &ls;
+    uv_check_start(&check, late_send_cb);
+    uv_poll_init(&loop, &readable, r.fd);
+    readable.data = &ls;
+    uv_poll_start(&readable, UV_READABLE, late_readable_cb);
+    uv_timer_init(&loop, &watchdog);
+    watchdog.data = &ls;
+    uv_timer_start(&watchdog, late_watchdog_cb, WAIT_MS, 0);
+    /* a pass that does not block, so the check callback runs */
+    uv_run(&loop, UV_RUN_NOWAIT);
+    while (r.frames < 1 && !ls.watchdog_fired)
+        uv_run(&loop, UV_RUN_ONCE);
+    cr_assert_eq(ls.sent, 1);
+    cr_assert_eq(ls.watchdog_fired, 0, "the frame waited for an unrelated wake-up");
+    cr_assert_eq(r.frames, 1);
+    uv_close((uv_handle_t *)&check, NULL);
+    uv_close((uv_handle_t *)&readable, NULL);
+    uv_close((uv_handle_t *)&watchdog, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    ordered_close(&r);
+    cr_assert(server_saw_closes(&s, 1));
     server_stop(&s);
 }

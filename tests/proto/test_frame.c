@@ -639,3 +639,54 @@ Test(envelope, unknown_fields_from_a_newer_peer_are_kept)
     free(frame);
     loom_envelope_free(env);
 }
+
+/* Decoded envelopes live in an allocation arena: one that needs many
+ * chunks (thousands of small items and items larger than a chunk) must
+ * come back whole, and free without a leak (the sanitizer build checks). */
+Test(envelope, decode_spanning_many_arena_chunks_round_trips)
+{
+    enum { N = 5000, BIG = 3 * 1024 * 1024 };
+    Loom__V1__NewEvent *evs = calloc(N, sizeof *evs);
+    Loom__V1__NewEvent **evp = calloc(N, sizeof *evp);
+    uint8_t *big = malloc(BIG);
+    cr_assert(evs && evp && big);
+    for (size_t i = 0; i < BIG; i++)
+        big[i] = (uint8_t)(i * 7u);
+    for (size_t i = 0; i < N; i++) {
+        loom__v1__new_event__init(&evs[i]);
+        evs[i].format_version = (uint32_t)i;
+        evs[i].data.data = i % 1000 == 999 ? big : (uint8_t *)"abcdefghijklmnopqrstuvwxyz";
+        evs[i].data.len = i % 1000 == 999 ? BIG - i : 1 + i % 26;
+        evp[i] = &evs[i];
+    }
+    Loom__V1__ProcessResult res = LOOM__V1__PROCESS_RESULT__INIT;
+    res.n_events = N;
+    res.events = evp;
+    Loom__V1__ProcessReply rep = LOOM__V1__PROCESS_REPLY__INIT;
+    rep.outcome_case = LOOM__V1__PROCESS_REPLY__OUTCOME_RESULT;
+    rep.result = &res;
+    loom_envelope env = LOOM__V1__ENVELOPE__INIT;
+    env.correlation_id = 77;
+    env.body_case = LOOM__V1__ENVELOPE__BODY_PROCESS_REPLY;
+    env.process_reply = &rep;
+    uint8_t *frame;
+    size_t len;
+    cr_assert_eq(loom_envelope_encode(&env, 0, &frame, &len), 0, "%s", loom_errdetail());
+    loom_envelope *back;
+    cr_assert_eq(loom_envelope_decode(frame + 4, len - 4, &back), 0, "%s", loom_errdetail());
+    cr_assert_eq(back->process_reply->result->n_events, N);
+    for (size_t i = 0; i < N; i++) {
+        const Loom__V1__NewEvent *e = back->process_reply->result->events[i];
+        cr_assert_eq(e->format_version, i);
+        cr_assert_eq(e->data.len, evs[i].data.len, "event %zu", i);
+        cr_assert_eq(memcmp(e->data.data, evs[i].data.data, e->data.len), 0, "event %zu", i);
+        cr_assert_eq((uintptr_t)e % sizeof(void *), 0, "event %zu is misaligned", i);
+    }
+    assert_same_encoding(&env, back);
+    loom_envelope_free(back);
+    loom_envelope_free(NULL);
+    free(frame);
+    free(big);
+    free(evp);
+    free(evs);
+}

@@ -58,6 +58,9 @@ LOOM_EXPORT int loom_frame_reader_feed(loom_frame_reader *r, const uint8_t *data
 LOOM_EXPORT int loom_envelope_encode(const loom_envelope *env, size_t max_frame, uint8_t **out,
                                      size_t *out_len);
 /* Decodes a frame payload. *out is owned by the caller: loom_envelope_free.
+ * The envelope and everything it points to live in one allocation arena:
+ * free them only together, through loom_envelope_free, and never hand a
+ * decoded envelope (or a part of one) to protobuf-c's free_unpacked.
  * LOOM_EPROTOCOL when the bytes are not an Envelope or carry no body;
  * LOOM_ERESOURCE_EXHAUSTED when decoding would take more memory than
  * loom_envelope_decode_budget(len) (crafted frames of tiny repeated items
@@ -69,6 +72,7 @@ LOOM_EXPORT int loom_envelope_decode_limited(const uint8_t *payload, size_t len,
 /* The default cap for a payload of len bytes: 64 MiB + 4 * len, enough for
  * any honest message, far below what a crafted 16 MiB frame would take. */
 LOOM_EXPORT size_t loom_envelope_decode_budget(size_t len);
+/* Frees an envelope from loom_envelope_decode*; NULL is a no-op. */
 LOOM_EXPORT void loom_envelope_free(loom_envelope *env);
 /* The body's field name ("call", "process_reply", ...) for logs; "(none)"
  * when unset. Static storage. */
@@ -128,7 +132,9 @@ LOOM_EXPORT void loom_conn_options_init(loom_conn_options *o);
  * default action, so a peer that goes away cannot kill the process. */
 LOOM_EXPORT int loom_conn_connect(uv_loop_t *loop, const char *addr, const loom_conn_options *o,
                                   const loom_conn_callbacks *cb, void *user, loom_conn **out);
-/* Queues env for sending (encoded now; env stays the caller's).
+/* Queues env for sending (encoded now; env stays the caller's). Frames
+ * queued during one pass of the loop are written together, in order, when
+ * the pass ends; until then the loop does not sleep.
  * LOOM_ERESOURCE_EXHAUSTED when the unsent queue is over max_pending_write
  * (an empty queue always takes one frame), LOOM_ECLOSED when closing,
  * LOOM_EFRAME_TOO_LARGE, LOOM_EINVALID_ARGUMENT as for
