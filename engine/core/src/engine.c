@@ -49,6 +49,7 @@ void loom__reply_error(loom__client *cl, uint64_t corr, int err, const char *fmt
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    loom_utf8_trim(msg); /* a character split by the cut would make it unsendable */
     Loom__V1__Error er;
     loom__v1__error__init(&er);
     er.code = loom_err_wire(err);

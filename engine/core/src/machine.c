@@ -997,9 +997,13 @@ static void commit_failure(loom__step *s, int err, bool retryable, const char *r
                  s->reason ? s->reason : reason, (long long)(next - (int64_t)now));
     } else {
         st->status = LOOM_STATUS_FAILED;
+        /* The stored reason is sent back in GetMachine: cut it on a
+         * character boundary or no reply carrying it could be encoded. */
+        if (s->reason && strlen(s->reason) > LOOM_STORE_MAX_REASON_LEN) {
+            s->reason[LOOM_STORE_MAX_REASON_LEN] = '\0';
+            loom_utf8_trim(s->reason);
+        }
         st->reason = loom_slice_str(s->reason ? s->reason : "step failed");
-        if (st->reason.len > LOOM_STORE_MAX_REASON_LEN)
-            st->reason.len = LOOM_STORE_MAX_REASON_LEN;
         loom_log(LOOM_LOG_WARN, "machine %s/%s failed: %s", s->m->ns->cfg.name, s->m->id,
                  s->reason ? s->reason : reason);
     }
