@@ -1,4 +1,5 @@
 #include "loom/error.h"
+#include "loom/utf8.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -55,6 +56,8 @@ int loom_seterr(int err, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(errdetail, sizeof errdetail, fmt, ap);
     va_end(ap);
+    /* details are copied into wire messages, which must stay UTF-8 */
+    loom_utf8_trim(errdetail);
     return err;
 }
 

@@ -13,6 +13,7 @@
 
 #include "loom.pb-c.h"
 #include "loom/error.h"
+#include "loom/utf8.h"
 
 #define LOOM_FRAME_HEADER_SIZE 4
 #define LOOM_FRAME_MAX_DEFAULT (16u * 1024u * 1024u)
@@ -81,10 +82,7 @@ LOOM_EXPORT const char *loom_envelope_body_name(const loom_envelope *env);
 /* Strings on the wire are UTF-8 without NUL bytes (proto3's rule, which
  * the Python and Go runtimes enforce): decode refuses others with
  * LOOM_EPROTOCOL, encode and send with LOOM_EINVALID_ARGUMENT. */
-LOOM_EXPORT int loom_utf8_valid(const char *s, size_t len);
-/* Drops an incomplete UTF-8 sequence at the end of s, as left by
- * snprintf truncating a longer text; call it before sending such a text. */
-LOOM_EXPORT void loom_utf8_trim(char *s);
+/* loom_utf8_valid / loom_utf8_trim (loom/utf8.h) check and mend them. */
 
 /* ------------------------------------------------------------ addresses
  * "tcp:HOST:PORT" (HOST an IPv4/IPv6 literal or "localhost"; IPv6 may be
