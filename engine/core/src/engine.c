@@ -362,14 +362,7 @@ static void meta_to_pb(const loom__ns *ns, const char *id, const loom_machine *m
 {
     pb->ns = ns->cfg.name;
     pb->id = (char *)id;
-    pb->status = (Loom__V1__MachineStatus)mm->status;
-    pb->last_event_id = mm->last_event_id;
-    pb->aux_state.data = (uint8_t *)mm->aux_state.ptr;
-    pb->aux_state.len = mm->aux_state.len;
-    pb->timer_deadline_ms = (int64_t)mm->timer.deadline_ms;
-    pb->retry_attempt = mm->retry.attempt;
-    pb->created_at_ms = (int64_t)mm->created_at_ms;
-    pb->updated_at_ms = (int64_t)mm->updated_at_ms;
+    loom__meta_to_pb(mm, pb);
     *reason = mm->reason.len ? strndup(mm->reason.ptr, mm->reason.len) : NULL;
     if (*reason)
         pb->failure_reason = *reason;

@@ -206,6 +206,10 @@ void loom__reply_error(loom__client *cl, uint64_t corr, int err, const char *fmt
     __attribute__((format(printf, 4, 5)));
 void loom__reply(loom__client *cl, loom_envelope *env);
 loom__ns *loom__ns_by_id(loom_engine *e, loom_ns_id id);
+/* machine.c: the meta fields of a Machine (status, last event id,
+ * aux_state, timer, retry attempt, times); pointers into mm, valid while
+ * the read transaction behind mm lives. */
+void loom__meta_to_pb(const loom_machine *mm, Loom__V1__Machine *pb);
 
 /* nsconf.c: NamespaceConfig protobuf <-> loom_ns_config */
 int loom__nsconf_from_pb(const Loom__V1__NamespaceConfig *pb, loom_ns_config *out);

@@ -676,12 +676,8 @@ static int read_history(loom_txn *txn, loom_machine_key key, uint64_t last_event
     return 0;
 }
 
-static void machine_to_pb(const loom__machine *m, const loom_machine *mm, Loom__V1__Machine *pb)
+void loom__meta_to_pb(const loom_machine *mm, Loom__V1__Machine *pb)
 {
-    pb->ns = m->ns->cfg.name;
-    pb->id = m->id;
-    if (!mm)
-        return;
     pb->status = (Loom__V1__MachineStatus)mm->status;
     pb->last_event_id = mm->last_event_id;
     pb->aux_state.data = (uint8_t *)mm->aux_state.ptr;
@@ -690,6 +686,14 @@ static void machine_to_pb(const loom__machine *m, const loom_machine *mm, Loom__
     pb->retry_attempt = mm->retry.attempt;
     pb->created_at_ms = (int64_t)mm->created_at_ms;
     pb->updated_at_ms = (int64_t)mm->updated_at_ms;
+}
+
+static void machine_to_pb(const loom__machine *m, const loom_machine *mm, Loom__V1__Machine *pb)
+{
+    pb->ns = m->ns->cfg.name;
+    pb->id = m->id;
+    if (mm)
+        loom__meta_to_pb(mm, pb);
 }
 
 static void range_to_pb(const loom_range *r, Loom__V1__HistoryRange *pb)
