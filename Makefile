@@ -42,10 +42,23 @@ test: deps build
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 600
 
+# TSan-built loomd, processors and bench; the tests labelled tsan drive them
+# as child processes (the criterion binaries themselves are not TSan-built).
+# A race report ends its process with status 66, and every report is also
+# written under tsan-reports/: any file there fails the run, even when the
+# test did not notice a child's exit.
+TSAN_REPORTS = $(abspath $(TSAN_BUILD))/tsan-reports
+TSAN_OPTIONS_RUN = halt_on_error=1 exitcode=66 second_deadlock_stack=1 log_path=$(TSAN_REPORTS)/tsan
 test-tsan: deps
 	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DLOOM_SANITIZE=thread $(CMAKE_FLAGS)
 	cmake --build $(TSAN_BUILD) -j $(JOBS)
-	cd $(TSAN_BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 600
+	rm -rf $(TSAN_REPORTS) && mkdir -p $(TSAN_REPORTS)
+	cd $(TSAN_BUILD) && export TSAN_OPTIONS="$(TSAN_OPTIONS_RUN)" && rc=0; \
+	  ctest -L tsan --output-on-failure -j $(JOBS) --timeout 600 || rc=1; \
+	  bin/loom-bench steps --seconds 2 || rc=1; \
+	  if [ -n "$$(ls -A $(TSAN_REPORTS))" ]; then \
+	    cat $(TSAN_REPORTS)/*; echo "test-tsan: ThreadSanitizer reports above"; rc=1; fi; \
+	  exit $$rc
 
 demo: deps build
 	./engine/demo/run-demo.sh $(BUILD)/bin
