@@ -20,6 +20,9 @@ void e2e_up(const char *extra_yaml);
 /* The same, loomd also listening on tcp:127.0.0.1:PORT when tcp. */
 void e2e_up_opts(const char *extra_yaml, bool tcp);
 void e2e_down(void);
+/* The end of a passing test: stops a running loomd and asserts it exited
+ * 0, then keeps the logs quiet. */
+void e2e_pass(void);
 /* Reconnects e2e_c (after a loomd restart). */
 void e2e_reconnect(void);
 

@@ -75,11 +75,6 @@ static int ctl_argv(bool with_addr, const char *const *args)
 #define CTL(...) ctl_argv(true, (const char *const[]){__VA_ARGS__, NULL})
 #define CTL_NOADDR(...) ctl_argv(false, (const char *const[]){__VA_ARGS__, NULL})
 
-static void pass(void)
-{
-    loom_harness_pass(e2e_h);
-}
-
 static void contains(const char *hay, const char *needle)
 {
     cr_assert(strstr(hay, needle) != NULL, "missing <%s> in <%s>", needle, hay);
@@ -100,7 +95,7 @@ Test(loomctl, usage_errors_exit_2_without_a_server)
     cr_assert_eq(CTL_NOADDR("start", "t", "m", "--args-hex", "abc"), 2);
     cr_assert_eq(CTL_NOADDR("--help"), 0);
     contains(out, "Exit codes");
-    pass();
+    e2e_pass();
 }
 
 Test(loomctl, unreachable_server_exits_3)
@@ -110,7 +105,7 @@ Test(loomctl, unreachable_server_exits_3)
     cr_assert_eq(CTL_NOADDR("--addr", addr, "ns-list"), 3);
     cr_assert_eq(CTL_NOADDR("--json", "--addr", addr, "ns-list"), 3);
     contains(out, "\"ok\":false");
-    pass();
+    e2e_pass();
 }
 
 Test(loomctl, addr_defaults_to_loom_addr_env)
@@ -119,7 +114,7 @@ Test(loomctl, addr_defaults_to_loom_addr_env)
     cr_assert_eq(CTL_NOADDR("ns-list"), 0, "%s", err);
     contains(out, "test");
     unsetenv("LOOM_ADDR");
-    pass();
+    e2e_pass();
 }
 
 Test(loomctl, machine_lifecycle_in_human_output)
@@ -142,7 +137,7 @@ Test(loomctl, machine_lifecycle_in_human_output)
     contains(out, "m1");
     cr_assert_eq(CTL("remove", "test", "m1"), 0, "%s", err);
     contains(out, "removed test/m1");
-    pass();
+    e2e_pass();
 }
 
 /* An empty namespace answers with a page that carries no array at all. */
@@ -151,7 +146,7 @@ Test(loomctl, list_all_of_an_empty_namespace)
     cr_assert_eq(CTL("list", "test", "--all"), 0, "%s", err);
     cr_assert_eq(CTL("--json", "list", "test", "--all"), 0, "%s", err);
     contains(out, "\"machines\":[]");
-    pass();
+    e2e_pass();
 }
 
 Test(loomctl, json_output_for_scripts)
@@ -172,7 +167,7 @@ Test(loomctl, json_output_for_scripts)
     contains(out, "{\"ok\":true,\"notification_id\":");
     cr_assert_eq(CTL("--json", "get", "test", "ghost"), 12);
     contains(out, "{\"ok\":false,\"error\":{\"code\":2,\"name\":\"MACHINE_NOT_FOUND\"");
-    pass();
+    e2e_pass();
 }
 
 Test(loomctl, exit_code_is_10_plus_error_code)
@@ -189,7 +184,7 @@ Test(loomctl, exit_code_is_10_plus_error_code)
     contains(err, "PROCESSOR_FAILED: x");
     cr_assert_eq(CTL("start", "dead", "m1", "--args-hex", "6f6b"), 17);
     cr_assert_eq(CTL("list", "test", "--status", "bogus"), 2);
-    pass();
+    e2e_pass();
 }
 
 Test(loomctl, args_json_and_files_become_msgpack)
@@ -210,7 +205,7 @@ Test(loomctl, args_json_and_files_become_msgpack)
     contains(out, "amount");
     cr_assert_eq(CTL("notify", "test", "m1", "-5"), 0, "negative number taken as an option: %s",
                  err);
-    pass();
+    e2e_pass();
 }
 
 Test(loomctl, namespaces_from_flags_and_yaml_file)
@@ -243,5 +238,5 @@ Test(loomctl, namespaces_from_flags_and_yaml_file)
     loom_harness_path(e2e_h, "bad.yaml", path, sizeof path);
     cr_assert_eq(CTL("ns-register", "--file", path), 2);
     contains(err, "bad.yaml:2: unknown key");
-    pass();
+    e2e_pass();
 }

@@ -19,11 +19,6 @@ static void up(void)
 
 TestSuite(ops, .init = up, .fini = e2e_down, .timeout = 120);
 
-static void pass(void)
-{
-    loom_harness_pass(e2e_h);
-}
-
 static uint64_t last_event(const char *id)
 {
     loom_client_result res;
@@ -58,7 +53,7 @@ Test(ops, start_creates_machine_with_its_init_event)
     e2e_event_kind(m->history[0], kind, sizeof kind);
     cr_assert_str_eq(kind, "init");
     loom_client_result_free(&res);
-    pass();
+    e2e_pass();
 }
 
 Test(ops, start_twice_is_machine_already_exists)
@@ -66,7 +61,7 @@ Test(ops, start_twice_is_machine_already_exists)
     cr_assert_eq(e2e_start("m1", "ok"), 0);
     cr_assert_eq(e2e_start("m1", "ok"), LOOM_EMACHINE_ALREADY_EXISTS);
     cr_assert_eq(last_event("m1"), 1);
-    pass();
+    e2e_pass();
 }
 
 Test(ops, start_refused_by_processor_is_processor_failed)
@@ -78,7 +73,7 @@ Test(ops, start_refused_by_processor_is_processor_failed)
     int rc;
     cr_assert_null(e2e_get("m1", &res, &rc));
     cr_assert_eq(rc, LOOM_EMACHINE_NOT_FOUND);
-    pass();
+    e2e_pass();
 }
 
 Test(ops, start_without_processor_is_processor_unavailable)
@@ -86,14 +81,14 @@ Test(ops, start_without_processor_is_processor_unavailable)
     int rc = loom_client_start(e2e_c, "dead", "m1", "ok", 2, NULL, NULL);
     cr_assert_eq(rc, LOOM_EPROCESSOR_UNAVAILABLE, "%s: %s", loom_err_name(rc),
                  loom_client_errmsg(e2e_c));
-    pass();
+    e2e_pass();
 }
 
 Test(ops, start_with_slow_processor_is_timeout)
 {
     int rc = e2e_start("m1", "sleep:5000");
     cr_assert_eq(rc, LOOM_ETIMEOUT, "%s: %s", loom_err_name(rc), loom_client_errmsg(e2e_c));
-    pass();
+    e2e_pass();
 }
 
 Test(ops, start_with_bad_reply_is_bad_reply)
@@ -102,7 +97,7 @@ Test(ops, start_with_bad_reply_is_bad_reply)
     cr_assert_eq(rc, LOOM_EBAD_REPLY, "%s: %s", loom_err_name(rc), loom_client_errmsg(e2e_c));
     rc = e2e_start("m2", "wrongbody");
     cr_assert_eq(rc, LOOM_EBAD_REPLY, "%s: %s", loom_err_name(rc), loom_client_errmsg(e2e_c));
-    pass();
+    e2e_pass();
 }
 
 /* ------------------------------------------------------------ unknowns */
@@ -126,7 +121,7 @@ Test(ops, unknown_namespace_for_every_operation)
     cr_assert_eq(loom_client_remove(c, ns, "m", NULL, NULL), want);
     cr_assert_eq(loom_client_list_machines(c, ns, 0, NULL, 0, NULL, NULL), want);
     cr_assert_eq(loom_client_update_namespace(c, &cfg, NULL, NULL), want);
-    pass();
+    e2e_pass();
 }
 
 Test(ops, unknown_machine_for_every_operation)
@@ -139,7 +134,7 @@ Test(ops, unknown_machine_for_every_operation)
     cr_assert_eq(loom_client_simple_repair(c, "test", "ghost", NULL, NULL), want);
     cr_assert_eq(loom_client_get_machine(c, "test", "ghost", NULL, NULL), want);
     cr_assert_eq(loom_client_remove(c, "test", "ghost", NULL, NULL), want);
-    pass();
+    e2e_pass();
 }
 
 Test(ops, invalid_ids_are_invalid_argument)
@@ -156,7 +151,7 @@ Test(ops, invalid_ids_are_invalid_argument)
     cr_assert_eq(loom_client_list_machines(e2e_c, "test", 99, NULL, 0, NULL, NULL), want);
     long_id[255] = '\0'; /* 255 bytes is the largest id */
     cr_assert_eq(e2e_start(long_id, "ok"), 0, "%s", loom_client_errmsg(e2e_c));
-    pass();
+    e2e_pass();
 }
 
 /* ------------------------------------------------------------ call */
@@ -171,7 +166,7 @@ Test(ops, call_appends_events_and_returns_response)
     cr_assert_eq(memcmp(res.response, "ok:call:1", res.response_len), 0);
     loom_client_result_free(&res);
     cr_assert_eq(e2e_count_events("m1", "call"), 3);
-    pass();
+    e2e_pass();
 }
 
 Test(ops, call_failures_leave_machine_unchanged)
@@ -187,7 +182,7 @@ Test(ops, call_failures_leave_machine_unchanged)
     cr_assert_eq(last_event("m1"), 1);
     cr_assert(e2e_wait_status("m1", LOOM__V1__MACHINE_STATUS__STATUS_WORKING, 0));
     cr_assert_eq(e2e_call("m1", "ok", NULL), 0, "%s", loom_client_errmsg(e2e_c));
-    pass();
+    e2e_pass();
 }
 
 /* A failure reason longer than the processor's buffer, cut inside a
@@ -208,7 +203,7 @@ Test(ops, long_failure_reason_is_cut_on_a_character)
                  loom_client_errmsg(e2e_c));
     cr_assert(strstr(loom_client_errmsg(e2e_c), "x\xc3\xa9\xc3\xa9") != NULL);
     cr_assert_eq(e2e_call("m1", "ok", NULL), 0, "%s", loom_client_errmsg(e2e_c));
-    pass();
+    e2e_pass();
 }
 
 Test(ops, call_with_request_id_runs_once)
@@ -225,7 +220,7 @@ Test(ops, call_with_request_id_runs_once)
     loom_client_result_free(&a);
     loom_client_result_free(&b);
     cr_assert_eq(last_event("m1"), 3);
-    pass();
+    e2e_pass();
 }
 
 Test(ops, call_queue_over_limit_is_resource_exhausted)
@@ -249,7 +244,7 @@ Test(ops, call_queue_over_limit_is_resource_exhausted)
     cr_assert_geq(ok, 1);
     cr_assert_geq(exhausted, 1);
     cr_assert_eq(last_event("m1"), 1 + (uint64_t)ok);
-    pass();
+    e2e_pass();
 }
 
 Test(ops, pipelined_calls_on_one_machine_are_serialised)
@@ -270,7 +265,7 @@ Test(ops, pipelined_calls_on_one_machine_are_serialised)
         loom_client_result_free(&res);
     }
     cr_assert_eq(last_event("m1"), N + 1);
-    pass();
+    e2e_pass();
 }
 
 /* ------------------------------------------------------------ history ranges */
@@ -294,7 +289,7 @@ Test(ops, get_machine_honours_history_range)
     cr_assert_eq(res.machine->history[1]->id, 4);
     cr_assert_eq(res.machine->last_event_id, 5);
     loom_client_result_free(&res);
-    pass();
+    e2e_pass();
 }
 
 /* ------------------------------------------------------------ notify */
@@ -307,7 +302,7 @@ Test(ops, notify_is_delivered_later)
     cr_assert_gt(res.notification_id, 0);
     loom_client_result_free(&res);
     cr_assert(e2e_wait_event("m1", "notification", WAIT_MS));
-    pass();
+    e2e_pass();
 }
 
 /* ------------------------------------------------------------ timers */
@@ -321,7 +316,7 @@ Test(ops, timer_fires_a_timeout_signal)
     cr_assert_gt(m->timer_deadline_ms, 0);
     loom_client_result_free(&res);
     cr_assert(e2e_wait_event("m1", "timeout", WAIT_MS));
-    pass();
+    e2e_pass();
 }
 
 /* ------------------------------------------------------------ failure and repair */
@@ -342,7 +337,7 @@ Test(ops, failed_machine_refuses_calls_and_keeps_reason)
     loom_client_result_free(&res);
     int rc = e2e_call("m1", "ok", NULL);
     cr_assert_eq(rc, LOOM_EMACHINE_FAILED, "%s", loom_err_name(rc));
-    pass();
+    e2e_pass();
 }
 
 Test(ops, repair_refused_then_accepted_and_notification_delivered_after)
@@ -362,7 +357,7 @@ Test(ops, repair_refused_then_accepted_and_notification_delivered_after)
     cr_assert(e2e_wait_status("m1", LOOM__V1__MACHINE_STATUS__STATUS_WORKING, 0));
     cr_assert(e2e_wait_event("m1", "notification", WAIT_MS));
     cr_assert_eq(e2e_call("m1", "ok", NULL), 0);
-    pass();
+    e2e_pass();
 }
 
 Test(ops, repair_of_working_machine_is_already_working)
@@ -372,7 +367,7 @@ Test(ops, repair_of_working_machine_is_already_working)
                  LOOM_EMACHINE_ALREADY_WORKING);
     cr_assert_eq(loom_client_simple_repair(e2e_c, "test", "m1", NULL, NULL),
                  LOOM_EMACHINE_ALREADY_WORKING);
-    pass();
+    e2e_pass();
 }
 
 Test(ops, simple_repair_resumes_failed_machine)
@@ -381,7 +376,7 @@ Test(ops, simple_repair_resumes_failed_machine)
     int rc = loom_client_simple_repair(e2e_c, "test", "m1", NULL, NULL);
     cr_assert_eq(rc, 0, "%s: %s", loom_err_name(rc), loom_client_errmsg(e2e_c));
     cr_assert(e2e_wait_status("m1", LOOM__V1__MACHINE_STATUS__STATUS_WORKING, 0));
-    pass();
+    e2e_pass();
 }
 
 Test(ops, retryable_failures_exhaust_into_failed)
@@ -392,7 +387,7 @@ Test(ops, retryable_failures_exhaust_into_failed)
     const Loom__V1__Machine *m = e2e_get("m1", &res, NULL);
     cr_assert(strstr(m->failure_reason, "flaky remote") != NULL, "%s", m->failure_reason);
     loom_client_result_free(&res);
-    pass();
+    e2e_pass();
 }
 
 /* ------------------------------------------------------------ remove, list */
@@ -405,7 +400,7 @@ Test(ops, remove_deletes_and_id_can_be_reused)
     cr_assert_eq(loom_client_remove(e2e_c, "test", "m1", NULL, NULL), LOOM_EMACHINE_NOT_FOUND);
     cr_assert_eq(e2e_start("m1", "ok"), 0);
     cr_assert_eq(last_event("m1"), 1);
-    pass();
+    e2e_pass();
 }
 
 Test(ops, processor_can_remove_its_machine)
@@ -414,7 +409,7 @@ Test(ops, processor_can_remove_its_machine)
     int rc = e2e_call("m1", "remove", NULL);
     cr_assert_eq(rc, 0, "%s", loom_client_errmsg(e2e_c));
     cr_assert_eq(loom_client_get_machine(e2e_c, "test", "m1", NULL, NULL), LOOM_EMACHINE_NOT_FOUND);
-    pass();
+    e2e_pass();
 }
 
 Test(ops, list_machines_pages_and_filters)
@@ -450,7 +445,7 @@ Test(ops, list_machines_pages_and_filters)
     cr_assert_str_eq(res.machines->machines[0]->id, "a6");
     cr_assert(strstr(res.machines->machines[0]->failure_reason, "broken") != NULL);
     loom_client_result_free(&res);
-    pass();
+    e2e_pass();
 }
 
 /* ------------------------------------------------------------ namespaces */
@@ -500,7 +495,7 @@ Test(ops, namespaces_register_update_list_and_persist)
     cr_assert_not_null(find_ns(&res, "test"));
     loom_client_result_free(&res);
     cr_assert_eq(loom_client_get_machine(e2e_c, "extra", "x1", NULL, NULL), 0);
-    pass();
+    e2e_pass();
 }
 
 Test(ops, invalid_namespace_configs_are_invalid_argument)
@@ -517,7 +512,7 @@ Test(ops, invalid_namespace_configs_are_invalid_argument)
     ns_config(&cfg, eps, "test", 1000);
     eps[0] = "carrier-pigeon:coop";
     cr_assert_eq(loom_client_update_namespace(e2e_c, &cfg, NULL, NULL), LOOM_EINVALID_ARGUMENT);
-    pass();
+    e2e_pass();
 }
 
 /* ------------------------------------------------------------ protocol, lifecycle */
@@ -536,7 +531,7 @@ Test(ops, non_request_body_is_protocol_error)
     cr_assert_eq(reply->body_case, LOOM__V1__ENVELOPE__BODY_ERROR);
     cr_assert_eq(reply->error->code, 17); /* PROTOCOL */
     loom_envelope_free(reply);
-    pass();
+    e2e_pass();
 }
 
 Test(ops, history_survives_kill_and_restart)
@@ -557,7 +552,7 @@ Test(ops, history_survives_kill_and_restart)
     loom_client_result_free(&res);
     cr_assert_eq(e2e_call("m1", "ok", NULL), 0);
     cr_assert_eq(last_event("m1"), 9);
-    pass();
+    e2e_pass();
 }
 
 Test(ops, sigterm_with_step_in_flight_exits_cleanly)
@@ -578,7 +573,7 @@ Test(ops, sigterm_with_step_in_flight_exits_cleanly)
     cr_assert(last == 1 || last == 2, "last event %llu", (unsigned long long)last);
     if (rc == 0)
         cr_assert_eq(last, 2, "an acknowledged call was lost");
-    pass();
+    e2e_pass();
 }
 
 Test(ops, processor_crash_is_processor_unavailable_then_recovers)
@@ -597,7 +592,7 @@ Test(ops, processor_crash_is_processor_unavailable_then_recovers)
             usleep(100 * 1000);
     }
     cr_assert_eq(rc, 0, "%s: %s", loom_err_name(rc), loom_client_errmsg(e2e_c));
-    pass();
+    e2e_pass();
 }
 
 Test(ops, full_storage_is_storage_full_and_loomd_keeps_serving)
@@ -611,7 +606,7 @@ Test(ops, full_storage_is_storage_full_and_loomd_keeps_serving)
     cr_assert_eq(rc, LOOM_ESTORAGE_FULL, "%s: %s", loom_err_name(rc), loom_client_errmsg(e2e_c));
     uint64_t last = last_event("m1");
     cr_assert_geq(last, 1);
-    pass();
+    e2e_pass();
 }
 
 Test(ops, start_with_request_id_is_answered_again)
@@ -625,7 +620,7 @@ Test(ops, start_with_request_id_is_answered_again)
     loom_client_result_free(&a);
     loom_client_result_free(&b);
     cr_assert_eq(last_event("m1"), 2);
-    pass();
+    e2e_pass();
 }
 
 Test(ops, notify_with_request_id_is_delivered_once)
@@ -641,7 +636,7 @@ Test(ops, notify_with_request_id_is_delivered_once)
     cr_assert(e2e_wait_event("m1", "notification", WAIT_MS));
     usleep(300 * 1000); /* a second delivery would land about now */
     cr_assert_eq(e2e_count_events("m1", "notification"), 1);
-    pass();
+    e2e_pass();
 }
 
 Test(ops, client_works_over_tcp)
@@ -659,7 +654,7 @@ Test(ops, client_works_over_tcp)
     cr_assert_eq(res.machine->last_event_id, 1);
     loom_client_result_free(&res);
     loom_client_close(c);
-    pass();
+    e2e_pass();
 }
 
 Test(ops, repair_errors_from_the_processor)
@@ -675,5 +670,5 @@ Test(ops, repair_errors_from_the_processor)
     cr_assert_eq(rc, LOOM_EPROCESSOR_UNAVAILABLE, "%s: %s", loom_err_name(rc),
                  loom_client_errmsg(e2e_c));
     cr_assert(e2e_wait_status("m1", LOOM__V1__MACHINE_STATUS__STATUS_FAILED, 0));
-    pass();
+    e2e_pass();
 }
