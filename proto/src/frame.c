@@ -170,6 +170,19 @@ static const ProtobufCMessage *envelope_body(const loom_envelope *env)
     return *(const ProtobufCMessage *const *)((const char *)env + f->offset);
 }
 
+void loom_envelope_set_body(loom_envelope *env, Loom__V1__Envelope__BodyCase which,
+                            ProtobufCMessage *body)
+{
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field(&loom__v1__envelope__descriptor, (unsigned)which);
+    LOOM_ASSERT(f != NULL);
+    LOOM_ASSERT(f->type == PROTOBUF_C_TYPE_MESSAGE);
+    LOOM_ASSERT(body != NULL);
+    LOOM_ASSERT(body->descriptor == f->descriptor); /* the body fits its case */
+    env->body_case = which;
+    *(ProtobufCMessage **)(void *)((char *)env + f->offset) = body;
+}
+
 const char *loom_envelope_body_name(const loom_envelope *env)
 {
     if (env == NULL || env->body_case == LOOM__V1__ENVELOPE__BODY__NOT_SET)

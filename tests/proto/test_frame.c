@@ -1,5 +1,6 @@
 /* Frame codec and envelope encode/decode (proto/src/frame.c). */
 #include <criterion/criterion.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -689,4 +690,38 @@ Test(envelope, decode_spanning_many_arena_chunks_round_trips)
     free(big);
     free(evp);
     free(evs);
+}
+
+/* loom_envelope_set_body points the oneof at a body of the right type. */
+Test(frame, set_body_fills_the_oneof)
+{
+    Loom__V1__CallReply rep;
+    loom__v1__call_reply__init(&rep);
+    rep.last_event_id = 42;
+    loom_envelope env;
+    loom__v1__envelope__init(&env);
+    env.correlation_id = 9;
+    loom_envelope_set_body(&env, LOOM__V1__ENVELOPE__BODY_CALL_REPLY, &rep.base);
+    cr_assert_eq(env.body_case, LOOM__V1__ENVELOPE__BODY_CALL_REPLY);
+    cr_assert_eq(env.call_reply, &rep);
+    uint8_t *buf;
+    size_t len;
+    cr_assert_eq(loom_envelope_encode(&env, LOOM_FRAME_MAX_DEFAULT, &buf, &len), 0);
+    loom_envelope *back;
+    cr_assert_eq(loom_envelope_decode(buf + LOOM_FRAME_HEADER_SIZE, len - LOOM_FRAME_HEADER_SIZE,
+                                      &back),
+                 0);
+    cr_assert_eq(back->call_reply->last_event_id, 42);
+    loom_envelope_free(back);
+    free(buf);
+}
+
+/* A body of another type than the case carries is our bug: abort. */
+Test(frame, set_body_with_the_wrong_type_aborts, .signal = SIGABRT)
+{
+    Loom__V1__StartReply rep;
+    loom__v1__start_reply__init(&rep);
+    loom_envelope env;
+    loom__v1__envelope__init(&env);
+    loom_envelope_set_body(&env, LOOM__V1__ENVELOPE__BODY_CALL_REPLY, &rep.base);
 }

@@ -101,8 +101,7 @@ static int send_machine_request(loom_client *c, Loom__V1__Envelope__BodyCase bod
     Loom__V1__HistoryRange range;
     fill_machine_request(&m.base, ns, id, args, req, &range);
     loom_envelope env = LOOM__V1__ENVELOPE__INIT;
-    env.body_case = body;
-    *(ProtobufCMessage **)(void *)((char *)&env + f->offset) = &m.base;
+    loom_envelope_set_body(&env, body, &m.base);
     return send_body(c, &env, req, corr);
 }
 

@@ -54,11 +54,16 @@ void loom__reply_error(loom__client *cl, uint64_t corr, int err, const char *fmt
     loom__v1__error__init(&er);
     er.code = loom_err_wire(err);
     er.message = msg;
+    loom__reply_body(cl, corr, LOOM__V1__ENVELOPE__BODY_ERROR, &er.base);
+}
+
+void loom__reply_body(loom__client *cl, uint64_t corr, Loom__V1__Envelope__BodyCase which,
+                      ProtobufCMessage *body)
+{
     loom_envelope env;
     loom__v1__envelope__init(&env);
     env.correlation_id = corr;
-    env.body_case = LOOM__V1__ENVELOPE__BODY_ERROR;
-    env.error = &er;
+    loom_envelope_set_body(&env, which, body);
     loom__reply(cl, &env);
 }
 
@@ -373,12 +378,7 @@ static void reply_machine(req_ctx *r, Loom__V1__Machine *pb)
     Loom__V1__GetMachineReply rep;
     loom__v1__get_machine_reply__init(&rep);
     rep.machine = pb;
-    loom_envelope env;
-    loom__v1__envelope__init(&env);
-    env.correlation_id = r->corr;
-    env.body_case = LOOM__V1__ENVELOPE__BODY_GET_MACHINE_REPLY;
-    env.get_machine_reply = &rep;
-    loom__reply(r->cl, &env);
+    loom__reply_body(r->cl, r->corr, LOOM__V1__ENVELOPE__BODY_GET_MACHINE_REPLY, &rep.base);
 }
 
 static void on_get_machine(req_ctx *r)
@@ -485,12 +485,7 @@ static void list_reply(req_ctx *r, const loom_machine *mms, size_t n, size_t lim
         if (strs[limit * 2])
             rep.next_after = strs[limit * 2];
     }
-    loom_envelope env;
-    loom__v1__envelope__init(&env);
-    env.correlation_id = r->corr;
-    env.body_case = LOOM__V1__ENVELOPE__BODY_LIST_MACHINES_REPLY;
-    env.list_machines_reply = &rep;
-    loom__reply(r->cl, &env);
+    loom__reply_body(r->cl, r->corr, LOOM__V1__ENVELOPE__BODY_LIST_MACHINES_REPLY, &rep.base);
 }
 
 static void on_list_machines(req_ctx *r)
@@ -555,21 +550,16 @@ static void on_register(req_ctx *r, bool create)
                                                                : loom_errdetail());
     } else {
         loom_log(LOOM_LOG_INFO, "namespace %s %s", cfg.name, create ? "registered" : "updated");
-        loom_envelope env;
-        loom__v1__envelope__init(&env);
-        env.correlation_id = r->corr;
         Loom__V1__RegisterNamespaceReply reg;
         Loom__V1__UpdateNamespaceReply upd;
         loom__v1__register_namespace_reply__init(&reg);
         loom__v1__update_namespace_reply__init(&upd);
-        if (create) {
-            env.body_case = LOOM__V1__ENVELOPE__BODY_REGISTER_NAMESPACE_REPLY;
-            env.register_namespace_reply = &reg;
-        } else {
-            env.body_case = LOOM__V1__ENVELOPE__BODY_UPDATE_NAMESPACE_REPLY;
-            env.update_namespace_reply = &upd;
-        }
-        loom__reply(r->cl, &env);
+        if (create)
+            loom__reply_body(r->cl, r->corr, LOOM__V1__ENVELOPE__BODY_REGISTER_NAMESPACE_REPLY,
+                             &reg.base);
+        else
+            loom__reply_body(r->cl, r->corr, LOOM__V1__ENVELOPE__BODY_UPDATE_NAMESPACE_REPLY,
+                             &upd.base);
     }
     loom_ns_config_free(&cfg);
 }
@@ -605,12 +595,7 @@ static void on_list_namespaces(req_ctx *r)
     loom__v1__list_namespaces_reply__init(&rep);
     rep.n_namespaces = k;
     rep.namespaces = cp;
-    loom_envelope env;
-    loom__v1__envelope__init(&env);
-    env.correlation_id = r->corr;
-    env.body_case = LOOM__V1__ENVELOPE__BODY_LIST_NAMESPACES_REPLY;
-    env.list_namespaces_reply = &rep;
-    loom__reply(r->cl, &env);
+    loom__reply_body(r->cl, r->corr, LOOM__V1__ENVELOPE__BODY_LIST_NAMESPACES_REPLY, &rep.base);
 out:
     free(v);
     free(cfgs);

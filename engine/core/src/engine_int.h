@@ -205,6 +205,9 @@ void loom__client_unref(loom__client *cl);
 void loom__reply_error(loom__client *cl, uint64_t corr, int err, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 void loom__reply(loom__client *cl, loom_envelope *env);
+/* Replies with an envelope whose body (case `which`) is body. */
+void loom__reply_body(loom__client *cl, uint64_t corr, Loom__V1__Envelope__BodyCase which,
+                      ProtobufCMessage *body);
 loom__ns *loom__ns_by_id(loom_engine *e, loom_ns_id id);
 /* machine.c: the meta fields of a Machine (status, last event id,
  * aux_state, timer, retry attempt, times); pointers into mm, valid while

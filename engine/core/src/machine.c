@@ -348,39 +348,33 @@ static int pack_body(const loom_envelope *env, uint8_t **out, size_t *len)
  * reply message of the first run. */
 static void reply_outcome(loom__op *op, loom_slice bytes)
 {
-    const ProtobufCMessageDescriptor *d;
-    loom_envelope env;
-    loom__v1__envelope__init(&env);
-    env.correlation_id = op->corr;
+    Loom__V1__Envelope__BodyCase which;
     switch (op->kind) {
     case LOOM_OP_START:
-        d = &loom__v1__start_reply__descriptor;
-        env.body_case = LOOM__V1__ENVELOPE__BODY_START_REPLY;
+        which = LOOM__V1__ENVELOPE__BODY_START_REPLY;
         break;
     case LOOM_OP_CALL:
-        d = &loom__v1__call_reply__descriptor;
-        env.body_case = LOOM__V1__ENVELOPE__BODY_CALL_REPLY;
+        which = LOOM__V1__ENVELOPE__BODY_CALL_REPLY;
         break;
     case LOOM_OP_REPAIR:
-        d = &loom__v1__repair_reply__descriptor;
-        env.body_case = LOOM__V1__ENVELOPE__BODY_REPAIR_REPLY;
+        which = LOOM__V1__ENVELOPE__BODY_REPAIR_REPLY;
         break;
     case LOOM_OP_NOTIFY:
-        d = &loom__v1__notify_reply__descriptor;
-        env.body_case = LOOM__V1__ENVELOPE__BODY_NOTIFY_REPLY;
+        which = LOOM__V1__ENVELOPE__BODY_NOTIFY_REPLY;
         break;
     default:
         LOOM_ASSERT(!"only start/call/repair/notify record outcomes");
         return;
     }
-    ProtobufCMessage *msg = protobuf_c_message_unpack(d, NULL, bytes.len, bytes.ptr);
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field(&loom__v1__envelope__descriptor, (unsigned)which);
+    LOOM_ASSERT(f != NULL);
+    ProtobufCMessage *msg = protobuf_c_message_unpack(f->descriptor, NULL, bytes.len, bytes.ptr);
     if (!msg) {
         loom__reply_error(op->cl, op->corr, LOOM_ECORRUPTED, "stored outcome does not decode");
         return;
     }
-    /* every reply body pointer of the oneof shares one storage slot */
-    env.start_reply = (Loom__V1__StartReply *)msg;
-    loom__reply(op->cl, &env);
+    loom__reply_body(op->cl, op->corr, which, msg);
     protobuf_c_message_free_unpacked(msg, NULL);
 }
 

@@ -75,6 +75,11 @@ LOOM_EXPORT int loom_envelope_decode_limited(const uint8_t *payload, size_t len,
 LOOM_EXPORT size_t loom_envelope_decode_budget(size_t len);
 /* Frees an envelope from loom_envelope_decode*; NULL is a no-op. */
 LOOM_EXPORT void loom_envelope_free(loom_envelope *env);
+/* Points env's body oneof at body for the case `which` (borrowed: body
+ * must outlive env's use). Asserts that body's message type is the one
+ * the case carries. */
+LOOM_EXPORT void loom_envelope_set_body(loom_envelope *env, Loom__V1__Envelope__BodyCase which,
+                                        ProtobufCMessage *body);
 /* The body's field name ("call", "process_reply", ...) for logs; "(none)"
  * when unset. Static storage. */
 LOOM_EXPORT const char *loom_envelope_body_name(const loom_envelope *env);
