@@ -304,14 +304,20 @@ Test(frame, garbage_bytes_never_crash)
 /* ------------------------------------------------------------ envelopes */
 
 /* Encodes env, checks the header, decodes the payload back. */
-static loom_envelope *round_trip(const loom_envelope *env, uint8_t **frame, size_t *frame_len)
+/* Encodes env, checks the length prefix and decodes it back. The frame is
+ * freed at once: the decoded envelope owns all its memory (its arena), so a
+ * copy that still pointed into the frame would show up as use-after-free. */
+static loom_envelope *round_trip(const loom_envelope *env)
 {
-    cr_assert_eq(loom_envelope_encode(env, 0, frame, frame_len), 0, "%s", loom_errdetail());
-    size_t payload = ((size_t)(*frame)[0] << 24) | ((size_t)(*frame)[1] << 16) |
-                     ((size_t)(*frame)[2] << 8) | (*frame)[3];
-    cr_assert_eq(payload + 4, *frame_len);
+    uint8_t *frame;
+    size_t frame_len;
+    cr_assert_eq(loom_envelope_encode(env, 0, &frame, &frame_len), 0, "%s", loom_errdetail());
+    size_t payload =
+        ((size_t)frame[0] << 24) | ((size_t)frame[1] << 16) | ((size_t)frame[2] << 8) | frame[3];
+    cr_assert_eq(payload + 4, frame_len);
     loom_envelope *back = NULL;
-    cr_assert_eq(loom_envelope_decode(*frame + 4, payload, &back), 0, "%s", loom_errdetail());
+    cr_assert_eq(loom_envelope_decode(frame + 4, payload, &back), 0, "%s", loom_errdetail());
+    free(frame);
     return back;
 }
 
@@ -327,6 +333,25 @@ static void assert_same_encoding(const loom_envelope *a, const loom_envelope *b)
     cr_assert_eq(memcmp(fa, fb, la), 0);
     free(fa);
     free(fb);
+}
+
+/* A ProcessReply body whose result carries events. */
+typedef struct process_reply_body {
+    Loom__V1__ProcessResult res;
+    Loom__V1__ProcessReply rep;
+} process_reply_body;
+
+static void set_process_reply(loom_envelope *env, process_reply_body *b, Loom__V1__NewEvent **evs,
+                              size_t n)
+{
+    loom__v1__process_result__init(&b->res);
+    b->res.n_events = n;
+    b->res.events = evs;
+    loom__v1__process_reply__init(&b->rep);
+    b->rep.outcome_case = LOOM__V1__PROCESS_REPLY__OUTCOME_RESULT;
+    b->rep.result = &b->res;
+    env->body_case = LOOM__V1__ENVELOPE__BODY_PROCESS_REPLY;
+    env->process_reply = &b->rep;
 }
 
 Test(envelope, round_trip_of_every_body_type)
@@ -345,15 +370,12 @@ Test(envelope, round_trip_of_every_body_type)
         env.correlation_id = 1000 + f->id;
         env.body_case = (Loom__V1__Envelope__BodyCase)f->id;
         *(ProtobufCMessage **)((char *)&env + f->offset) = body;
-        uint8_t *frame;
-        size_t len;
-        loom_envelope *back = round_trip(&env, &frame, &len);
+        loom_envelope *back = round_trip(&env);
         cr_assert_eq(back->correlation_id, 1000 + f->id);
         cr_assert_eq((unsigned)back->body_case, f->id, "%s", f->name);
         cr_assert_str_eq(loom_envelope_body_name(back), f->name);
         assert_same_encoding(&env, back);
         loom_envelope_free(back);
-        free(frame);
         free(body);
         bodies++;
     }
@@ -381,9 +403,7 @@ Test(envelope, call_request_fields_survive)
     env.correlation_id = UINT64_MAX;
     env.body_case = LOOM__V1__ENVELOPE__BODY_CALL;
     env.call = &call;
-    uint8_t *frame;
-    size_t len;
-    loom_envelope *back = round_trip(&env, &frame, &len);
+    loom_envelope *back = round_trip(&env);
     cr_assert_eq(back->correlation_id, UINT64_MAX);
     cr_assert_str_eq(back->call->ns, "invoice");
     cr_assert_str_eq(back->call->id, "inv-\xc3\xa9-1");
@@ -394,7 +414,6 @@ Test(envelope, call_request_fields_survive)
     cr_assert_eq(back->call->range->direction, LOOM__V1__DIRECTION__DIRECTION_BACKWARD);
     cr_assert_str_eq(back->call->request_id, "req-7");
     loom_envelope_free(back);
-    free(frame);
 }
 
 Test(envelope, process_request_and_reply_survive)
@@ -428,15 +447,12 @@ Test(envelope, process_request_and_reply_survive)
     env.correlation_id = 9;
     env.body_case = LOOM__V1__ENVELOPE__BODY_PROCESS;
     env.process = &pr;
-    uint8_t *frame;
-    size_t len;
-    loom_envelope *back = round_trip(&env, &frame, &len);
+    loom_envelope *back = round_trip(&env);
     cr_assert_eq(back->process->machine->n_history, 3);
     cr_assert_eq(back->process->machine->history[2]->id, 3);
     cr_assert_eq(back->process->machine->timer_deadline_ms, -5);
     assert_same_encoding(&env, back);
     loom_envelope_free(back);
-    free(frame);
 
     Loom__V1__SetTimer st = LOOM__V1__SET_TIMER__INIT;
     st.when_case = LOOM__V1__SET_TIMER__WHEN_DEADLINE_MS;
@@ -447,17 +463,11 @@ Test(envelope, process_request_and_reply_survive)
     Loom__V1__NewEvent ne = LOOM__V1__NEW_EVENT__INIT;
     Loom__V1__NewEvent *nep = &ne;
     ne.format_version = 1;
-    Loom__V1__ProcessResult res = LOOM__V1__PROCESS_RESULT__INIT;
-    res.n_events = 1;
-    res.events = &nep;
-    res.set_aux_state = 1;
-    res.action = &act;
-    Loom__V1__ProcessReply rep = LOOM__V1__PROCESS_REPLY__INIT;
-    rep.outcome_case = LOOM__V1__PROCESS_REPLY__OUTCOME_RESULT;
-    rep.result = &res;
-    env.body_case = LOOM__V1__ENVELOPE__BODY_PROCESS_REPLY;
-    env.process_reply = &rep;
-    back = round_trip(&env, &frame, &len);
+    process_reply_body body;
+    set_process_reply(&env, &body, &nep, 1);
+    body.res.set_aux_state = 1;
+    body.res.action = &act;
+    back = round_trip(&env);
     cr_assert_eq(back->process_reply->outcome_case, LOOM__V1__PROCESS_REPLY__OUTCOME_RESULT);
     cr_assert_eq(back->process_reply->result->action->timer_case,
                  LOOM__V1__ACTION__TIMER_SET_TIMER);
@@ -465,7 +475,6 @@ Test(envelope, process_request_and_reply_survive)
     cr_assert(back->process_reply->result->set_aux_state);
     assert_same_encoding(&env, back);
     loom_envelope_free(back);
-    free(frame);
 }
 
 Test(envelope, error_reply_survives)
@@ -477,26 +486,29 @@ Test(envelope, error_reply_survives)
     env.correlation_id = 3;
     env.body_case = LOOM__V1__ENVELOPE__BODY_ERROR;
     env.error = &e;
-    uint8_t *frame;
-    size_t len;
-    loom_envelope *back = round_trip(&env, &frame, &len);
+    loom_envelope *back = round_trip(&env);
     cr_assert_eq(back->error->code, 2);
     cr_assert_str_eq(back->error->message, "machine invoice/x not found");
     loom_envelope_free(back);
-    free(frame);
+}
+
+/* A refused encode hands back no frame. */
+static void assert_encode_refused(const loom_envelope *env, size_t max_frame, int want)
+{
+    uint8_t *frame = NULL;
+    size_t len = 0;
+    cr_assert_eq(loom_envelope_encode(env, max_frame, &frame, &len), want);
+    cr_assert_null(frame);
 }
 
 Test(envelope, encode_without_body_is_refused)
 {
     loom_envelope env = LOOM__V1__ENVELOPE__INIT;
     env.correlation_id = 5;
-    uint8_t *frame = NULL;
-    size_t len = 0;
-    cr_assert_eq(loom_envelope_encode(&env, 0, &frame, &len), LOOM_EINVALID_ARGUMENT);
-    cr_assert_null(frame);
+    assert_encode_refused(&env, 0, LOOM_EINVALID_ARGUMENT);
     /* A body case with a NULL message is no body either. */
     env.body_case = LOOM__V1__ENVELOPE__BODY_CALL;
-    cr_assert_eq(loom_envelope_encode(&env, 0, &frame, &len), LOOM_EINVALID_ARGUMENT);
+    assert_encode_refused(&env, 0, LOOM_EINVALID_ARGUMENT);
 }
 
 Test(envelope, encode_with_null_behind_a_count_is_refused)
@@ -507,10 +519,7 @@ Test(envelope, encode_with_null_behind_a_count_is_refused)
     loom_envelope env = LOOM__V1__ENVELOPE__INIT;
     env.body_case = LOOM__V1__ENVELOPE__BODY_LIST_MACHINES_REPLY;
     env.list_machines_reply = &r;
-    uint8_t *frame = NULL;
-    size_t len = 0;
-    cr_assert_eq(loom_envelope_encode(&env, 0, &frame, &len), LOOM_EINVALID_ARGUMENT);
-    cr_assert_null(frame);
+    assert_encode_refused(&env, 0, LOOM_EINVALID_ARGUMENT);
 }
 
 Test(envelope, encode_over_the_limit_is_refused)
@@ -522,10 +531,9 @@ Test(envelope, encode_over_the_limit_is_refused)
     loom_envelope env = LOOM__V1__ENVELOPE__INIT;
     env.body_case = LOOM__V1__ENVELOPE__BODY_START;
     env.start = &s;
-    uint8_t *frame = NULL;
-    size_t len = 0;
-    cr_assert_eq(loom_envelope_encode(&env, 1000, &frame, &len), LOOM_EFRAME_TOO_LARGE);
-    cr_assert_null(frame);
+    assert_encode_refused(&env, 1000, LOOM_EFRAME_TOO_LARGE);
+    uint8_t *frame;
+    size_t len;
     cr_assert_eq(loom_envelope_encode(&env, 4000, &frame, &len), 0);
     free(frame);
 }
@@ -580,15 +588,9 @@ static uint8_t *empty_events_frame(size_t n, size_t *len)
     Loom__V1__NewEvent **evs = malloc(n * sizeof *evs);
     for (size_t i = 0; i < n; i++)
         evs[i] = &ne;
-    Loom__V1__ProcessResult res = LOOM__V1__PROCESS_RESULT__INIT;
-    res.n_events = n;
-    res.events = evs;
-    Loom__V1__ProcessReply rep = LOOM__V1__PROCESS_REPLY__INIT;
-    rep.outcome_case = LOOM__V1__PROCESS_REPLY__OUTCOME_RESULT;
-    rep.result = &res;
     loom_envelope env = LOOM__V1__ENVELOPE__INIT;
-    env.body_case = LOOM__V1__ENVELOPE__BODY_PROCESS_REPLY;
-    env.process_reply = &rep;
+    process_reply_body body;
+    set_process_reply(&env, &body, evs, n);
     uint8_t *frame;
     cr_assert_eq(loom_envelope_encode(&env, 0, &frame, len), 0, "%s", loom_errdetail());
     free(evs);
@@ -660,16 +662,10 @@ Test(envelope, decode_spanning_many_arena_chunks_round_trips)
         evs[i].data.len = i % 1000 == 999 ? BIG - i : 1 + i % 26;
         evp[i] = &evs[i];
     }
-    Loom__V1__ProcessResult res = LOOM__V1__PROCESS_RESULT__INIT;
-    res.n_events = N;
-    res.events = evp;
-    Loom__V1__ProcessReply rep = LOOM__V1__PROCESS_REPLY__INIT;
-    rep.outcome_case = LOOM__V1__PROCESS_REPLY__OUTCOME_RESULT;
-    rep.result = &res;
     loom_envelope env = LOOM__V1__ENVELOPE__INIT;
     env.correlation_id = 77;
-    env.body_case = LOOM__V1__ENVELOPE__BODY_PROCESS_REPLY;
-    env.process_reply = &rep;
+    process_reply_body body;
+    set_process_reply(&env, &body, evp, N);
     uint8_t *frame;
     size_t len;
     cr_assert_eq(loom_envelope_encode(&env, 0, &frame, &len), 0, "%s", loom_errdetail());

@@ -91,6 +91,15 @@ static inline loom_step th_commit1(th_env *e, loom_step st)
     return st;
 }
 
+/* Commits one step whose transaction must succeed; returns the step's own
+ * result, for tests of steps refused alone. */
+static inline int th_commit_result(th_env *e, loom_step *st)
+{
+    int rc = loom_store_commit(e->s, st, 1);
+    cr_assert_eq(rc, 0, "commit: %s %s", loom_err_name(rc), loom_errdetail());
+    return st->result;
+}
+
 /* Creates machine `id` with n events whose data is "<id>:<event id>". */
 static inline loom_machine_key th_create(th_env *e, const char *id, unsigned n)
 {

@@ -24,6 +24,14 @@ static loom_machine get(const char *id, loom_txn **t)
     return m;
 }
 
+static uint64_t last_event_of(const char *id)
+{
+    loom_txn *t;
+    uint64_t last = get(id, &t).last_event_id;
+    loom_txn_end(t);
+    return last;
+}
+
 static int machine_rc(const char *id)
 {
     loom_txn *t = th_read(&env);
@@ -75,12 +83,8 @@ Test(commit, create_refused_if_exists)
     th_create(&env, "m", 1);
     loom_step st = th_step(&env, "m");
     st.create = true;
-    cr_assert_eq(loom_store_commit(env.s, &st, 1), 0);
-    cr_assert_eq(st.result, LOOM_EMACHINE_ALREADY_EXISTS);
-    loom_txn *t;
-    loom_machine m = get("m", &t);
-    cr_assert_eq(m.last_event_id, 1);
-    loom_txn_end(t);
+    cr_assert_eq(th_commit_result(&env, &st), LOOM_EMACHINE_ALREADY_EXISTS);
+    cr_assert_eq(last_event_of("m"), 1);
 }
 
 Test(commit, create_needs_a_namespace)
@@ -88,8 +92,7 @@ Test(commit, create_needs_a_namespace)
     loom_step st = th_step(&env, "m");
     st.ns.v = 77;
     st.create = true;
-    cr_assert_eq(loom_store_commit(env.s, &st, 1), 0);
-    cr_assert_eq(st.result, LOOM_ENAMESPACE_NOT_FOUND);
+    cr_assert_eq(th_commit_result(&env, &st), LOOM_ENAMESPACE_NOT_FOUND);
 }
 
 Test(commit, stale_step_refused_alone_in_its_batch)
@@ -108,11 +111,8 @@ Test(commit, stale_step_refused_alone_in_its_batch)
     cr_assert_eq(steps[0].result, LOOM_ESTALE);
     cr_assert_eq(steps[1].result, 0);
     cr_assert_eq(steps[2].result, LOOM_EMACHINE_NOT_FOUND);
-    loom_txn *t;
-    cr_assert_eq(get("a", &t).last_event_id, 2);
-    loom_txn_end(t);
-    cr_assert_eq(get("b", &t).last_event_id, 3);
-    loom_txn_end(t);
+    cr_assert_eq(last_event_of("a"), 2);
+    cr_assert_eq(last_event_of("b"), 3);
 }
 
 Test(commit, steps_on_one_machine_apply_in_order)
@@ -156,10 +156,8 @@ Test(commit, failing_transaction_stores_nothing)
     int rc = loom_store_commit(env.s, steps, 3);
     cr_assert_eq(rc, LOOM_ESTORAGE_FULL, "%s %s", loom_err_name(rc), loom_errdetail());
     cr_assert_eq(machine_rc("h1"), LOOM_EMACHINE_NOT_FOUND);
-    loom_txn *t;
-    cr_assert_eq(get("small", &t).last_event_id, 1, "the step that fit was not stored either");
-    loom_txn_end(t);
-    t = th_read(&env);
+    cr_assert_eq(last_event_of("small"), 1, "the step that fit was not stored either");
+    loom_txn *t = th_read(&env);
     uint64_t seq;
     cr_assert_eq(loom_store_sink_last(t, &seq), 0);
     cr_assert_eq(seq, 1);
@@ -288,8 +286,7 @@ Test(commit, remove_with_other_changes_is_refused)
     st.unchecked = true;
     st.events = &ev;
     st.n_events = 1;
-    cr_assert_eq(loom_store_commit(env.s, &st, 1), 0);
-    cr_assert_eq(st.result, LOOM_EINVALID_ARGUMENT);
+    cr_assert_eq(th_commit_result(&env, &st), LOOM_EINVALID_ARGUMENT);
     cr_assert_eq(machine_rc("m"), 0);
 }
 
@@ -373,17 +370,14 @@ Test(commit, notify_outcome_needs_notify_and_an_outcome)
     st.record_outcome = true;
     st.request_id = loom_slice_str("r");
     st.outcome_append_notification_id = true; /* no notify */
-    cr_assert_eq(loom_store_commit(env.s, &st, 1), 0);
-    cr_assert_eq(st.result, LOOM_EINVALID_ARGUMENT);
+    cr_assert_eq(th_commit_result(&env, &st), LOOM_EINVALID_ARGUMENT);
     st.notify = true;
     st.record_outcome = false;
-    cr_assert_eq(loom_store_commit(env.s, &st, 1), 0);
-    cr_assert_eq(st.result, LOOM_EINVALID_ARGUMENT);
+    cr_assert_eq(th_commit_result(&env, &st), LOOM_EINVALID_ARGUMENT);
     static char big[LOOM_STORE_MAX_VALUE_LEN];
     st.record_outcome = true;
     st.outcome = loom_slice_of(big, sizeof big); /* no room left for the id */
-    cr_assert_eq(loom_store_commit(env.s, &st, 1), 0);
-    cr_assert_eq(st.result, LOOM_EINVALID_ARGUMENT);
+    cr_assert_eq(th_commit_result(&env, &st), LOOM_EINVALID_ARGUMENT);
     loom_txn *t = th_read(&env);
     loom_notification nt;
     cr_assert_eq(loom_store_notifications_from(t, 0, &nt, 1), 0, "refused steps leave no trace");
@@ -399,30 +393,25 @@ Test(commit, bad_input_gets_clear_errors)
 {
     loom_step st = th_step(&env, "");
     st.create = true;
-    cr_assert_eq(loom_store_commit(env.s, &st, 1), 0);
-    cr_assert_eq(st.result, LOOM_EINVALID_ARGUMENT);
+    cr_assert_eq(th_commit_result(&env, &st), LOOM_EINVALID_ARGUMENT);
     char longid[300];
     memset(longid, 'i', sizeof longid - 1);
     longid[sizeof longid - 1] = 0;
     st = th_step(&env, longid);
     st.create = true;
-    cr_assert_eq(loom_store_commit(env.s, &st, 1), 0);
-    cr_assert_eq(st.result, LOOM_EINVALID_ARGUMENT);
+    cr_assert_eq(th_commit_result(&env, &st), LOOM_EINVALID_ARGUMENT);
     st = th_step(&env, "m");
     st.create = true;
     st.status = (loom_status)9;
-    cr_assert_eq(loom_store_commit(env.s, &st, 1), 0);
-    cr_assert_eq(st.result, LOOM_EINVALID_ARGUMENT);
+    cr_assert_eq(th_commit_result(&env, &st), LOOM_EINVALID_ARGUMENT);
     st = th_step(&env, "m");
     st.create = true;
     st.n_events = 3; /* events NULL */
-    cr_assert_eq(loom_store_commit(env.s, &st, 1), 0);
-    cr_assert_eq(st.result, LOOM_EINVALID_ARGUMENT);
+    cr_assert_eq(th_commit_result(&env, &st), LOOM_EINVALID_ARGUMENT);
     st = th_step(&env, "m");
     st.create = true;
     st.record_outcome = true; /* empty request id */
-    cr_assert_eq(loom_store_commit(env.s, &st, 1), 0);
-    cr_assert_eq(st.result, LOOM_EINVALID_ARGUMENT);
+    cr_assert_eq(th_commit_result(&env, &st), LOOM_EINVALID_ARGUMENT);
     cr_assert_eq(loom_store_commit(env.s, &st, LOOM_STORE_MAX_BATCH_STEPS + 1),
                  LOOM_EINVALID_ARGUMENT);
     cr_assert_eq(loom_store_commit(env.s, NULL, 0), 0, "an empty batch is a no-op");
@@ -478,8 +467,7 @@ Test(commit, key_hint_finds_the_machine_or_reports_why_not)
     st = th_step(&env, "m");
     st.key_hint = other; /* names another machine: m is not what was read */
     st.expected_last_event_id = 2;
-    cr_assert_eq(loom_store_commit(env.s, &st, 1), 0);
-    cr_assert_eq(st.result, LOOM_ESTALE);
+    cr_assert_eq(th_commit_result(&env, &st), LOOM_ESTALE);
 
     st = th_step(&env, "m");
     st.remove = true;
@@ -489,12 +477,10 @@ Test(commit, key_hint_finds_the_machine_or_reports_why_not)
     st.key_hint = k;
     st.unchecked = true;
     st.set_aux_state = true;
-    cr_assert_eq(loom_store_commit(env.s, &st, 1), 0);
-    cr_assert_eq(st.result, LOOM_EMACHINE_NOT_FOUND);
+    cr_assert_eq(th_commit_result(&env, &st), LOOM_EMACHINE_NOT_FOUND);
     th_create(&env, "m", 0);
     st.result = 0;
-    cr_assert_eq(loom_store_commit(env.s, &st, 1), 0);
-    cr_assert_eq(st.result, LOOM_ESTALE, "removed and created again");
+    cr_assert_eq(th_commit_result(&env, &st), LOOM_ESTALE, "removed and created again");
 }
 
 Test(commit, many_steps_many_machines_then_verify)

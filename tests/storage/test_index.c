@@ -147,13 +147,11 @@ Test(index, notifications_enqueue_read_ack)
     st.ack_notification_id = ids[0];
     th_commit1(&env, st);
     st.ack_notification_id = ids[0];
-    cr_assert_eq(loom_store_commit(env.s, &st, 1), 0);
-    cr_assert_eq(st.result, LOOM_ENOT_FOUND, "acknowledged twice");
+    cr_assert_eq(th_commit_result(&env, &st), LOOM_ENOT_FOUND, "acknowledged twice");
     st = th_step(&env, "b");
     st.unchecked = true;
     st.ack_notification_id = ids[2]; /* belongs to a */
-    cr_assert_eq(loom_store_commit(env.s, &st, 1), 0);
-    cr_assert_eq(st.result, LOOM_ENOT_FOUND);
+    cr_assert_eq(th_commit_result(&env, &st), LOOM_ENOT_FOUND);
     t = th_read(&env);
     cr_assert_eq(loom_store_notifications_from(t, 0, n, 5), 3);
     cr_assert_eq(n[0].id, ids[1]);

@@ -30,16 +30,31 @@ static int create_sized(const char *id, size_t size)
     return rc != 0 ? rc : st.result;
 }
 
+/* Creates m0, m1, ... with a full payload until one fails or max are made.
+ * Returns the failing rc (0 when all were made); *made gets the count made
+ * and id (16 bytes, may be NULL) the last id tried. */
+static int create_many(int max, int *made, char *id)
+{
+    char own[16];
+    char *name = id ? id : own;
+    int i, rc = 0;
+    for (i = 0; i < max; i++) {
+        snprintf(name, 16, "m%d", i);
+        rc = create_sized(name, sizeof payload);
+        if (rc != 0)
+            break;
+    }
+    if (made)
+        *made = i;
+    return rc;
+}
+
 Test(store, map_grows_on_demand)
 {
     loom_store_opts o = {.map_size_initial = 1 << 20, .map_size_max = 64 << 20};
     th_setup(&env, &o);
-    char id[16];
-    for (int i = 0; i < 100; i++) {
-        snprintf(id, sizeof id, "m%d", i);
-        int rc = create_sized(id, sizeof payload);
-        cr_assert_eq(rc, 0, "%s %s", loom_err_name(rc), loom_errdetail());
-    }
+    int rc = create_many(100, NULL, NULL);
+    cr_assert_eq(rc, 0, "%s %s", loom_err_name(rc), loom_errdetail());
     loom_store_stats st;
     cr_assert_eq(loom_store_stats_get(env.s, &st), 0);
     cr_assert_gt(st.map_grows, 0);
@@ -55,13 +70,7 @@ Test(store, full_at_maximum_then_still_usable)
     loom_store_opts o = {.map_size_initial = 1 << 20, .map_size_max = 4 << 20};
     th_setup(&env, &o);
     char id[16];
-    int i, rc = 0;
-    for (i = 0; i < 1000; i++) {
-        snprintf(id, sizeof id, "m%d", i);
-        rc = create_sized(id, sizeof payload);
-        if (rc != 0)
-            break;
-    }
+    int i, rc = create_many(1000, &i, id);
     cr_assert_eq(rc, LOOM_ESTORAGE_FULL, "%s", loom_err_name(rc));
     cr_assert(strstr(loom_errdetail(), "maximum") != NULL, "detail: %s", loom_errdetail());
     cr_assert_gt(i, 10);
@@ -90,12 +99,7 @@ Test(store, growth_refused_while_this_thread_reads)
     loom_store_opts o = {.map_size_initial = 1 << 20, .map_size_max = 64 << 20};
     th_setup(&env, &o);
     loom_txn *t = th_read(&env);
-    char id[16];
-    int rc = 0;
-    for (int i = 0; i < 100 && rc == 0; i++) {
-        snprintf(id, sizeof id, "m%d", i);
-        rc = create_sized(id, sizeof payload);
-    }
+    int rc = create_many(100, NULL, NULL);
     cr_assert_eq(rc, LOOM_EBUSY, "%s", loom_err_name(rc));
     loom_txn_end(t);
     cr_assert_eq(create_sized("later", sizeof payload), 0);
@@ -135,12 +139,8 @@ Test(store, readers_on_other_threads_during_growth)
     pthread_t th[2];
     for (int i = 0; i < 2; i++)
         pthread_create(&th[i], NULL, reader, NULL);
-    char id[16];
-    for (int i = 0; i < 200; i++) {
-        snprintf(id, sizeof id, "m%d", i);
-        int rc = create_sized(id, sizeof payload);
-        cr_assert_eq(rc, 0, "%s %s", loom_err_name(rc), loom_errdetail());
-    }
+    int rc = create_many(200, NULL, NULL);
+    cr_assert_eq(rc, 0, "%s %s", loom_err_name(rc), loom_errdetail());
     atomic_store(&stop, true);
     for (int i = 0; i < 2; i++)
         pthread_join(th[i], NULL);
@@ -207,11 +207,7 @@ Test(store, full_disk_is_reported_and_the_store_stays_usable)
     struct rlimit lim = {(rlim_t)sb.st_size, RLIM_INFINITY};
     cr_assert_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
     char id[16];
-    int rc = 0, i;
-    for (i = 0; i < 200 && rc == 0; i++) {
-        snprintf(id, sizeof id, "m%d", i);
-        rc = create_sized(id, sizeof payload);
-    }
+    int rc = create_many(200, NULL, id);
     cr_assert_eq(rc, LOOM_ESTORAGE_FULL, "%s %s", loom_err_name(rc), loom_errdetail());
     cr_assert_str_neq(loom_errdetail(), "");
     loom_txn *t = th_read(&env);
@@ -243,12 +239,8 @@ Test(store, read_transaction_may_end_on_another_thread)
     pthread_t th;
     cr_assert_eq(pthread_create(&th, NULL, end_txn, t), 0);
     pthread_join(th, NULL);
-    char id[16];
-    for (int i = 0; i < 30; i++) {
-        snprintf(id, sizeof id, "m%d", i);
-        int rc = create_sized(id, sizeof payload);
-        cr_assert_eq(rc, 0, "growth is not blocked: %s %s", loom_err_name(rc), loom_errdetail());
-    }
+    int rc = create_many(30, NULL, NULL);
+    cr_assert_eq(rc, 0, "growth is not blocked: %s %s", loom_err_name(rc), loom_errdetail());
     loom_store_stats st;
     loom_store_stats_get(env.s, &st);
     cr_assert_gt(st.map_grows, 0);

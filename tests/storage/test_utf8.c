@@ -1,20 +1,31 @@
 /* UTF-8 checks used for every string that reaches the wire. */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "loom/utf8.h"
 
 Test(utf8, sequences_are_checked_byte_for_byte)
 {
-    cr_assert_eq(loom_utf8_sequence((const uint8_t *)"a", 1), 1);
-    cr_assert_eq(loom_utf8_sequence((const uint8_t *)"\xc3\xa9", 2), 2);
-    cr_assert_eq(loom_utf8_sequence((const uint8_t *)"\xe2\x82\xac", 3), 3);
-    cr_assert_eq(loom_utf8_sequence((const uint8_t *)"\xf0\x9f\x98\x80", 4), 4);
-    cr_assert_eq(loom_utf8_sequence((const uint8_t *)"\xc3", 1), 0, "cut");
-    cr_assert_eq(loom_utf8_sequence((const uint8_t *)"\xc0\x80", 2), 0, "overlong");
-    cr_assert_eq(loom_utf8_sequence((const uint8_t *)"\xed\xa0\x80", 3), 0, "surrogate");
-    cr_assert_eq(loom_utf8_sequence((const uint8_t *)"\xf4\x90\x80\x80", 4), 0, "> U+10FFFF");
-    cr_assert_eq(loom_utf8_sequence((const uint8_t *)"\x80", 1), 0, "continuation");
+    static const struct {
+        const char *bytes;
+        size_t len;
+        size_t want;
+        const char *why;
+    } cases[] = {
+        {"a", 1, 1, "ascii"},
+        {"\xc3\xa9", 2, 2, "two bytes"},
+        {"\xe2\x82\xac", 3, 3, "three bytes"},
+        {"\xf0\x9f\x98\x80", 4, 4, "four bytes"},
+        {"\xc3", 1, 0, "cut"},
+        {"\xc0\x80", 2, 0, "overlong"},
+        {"\xed\xa0\x80", 3, 0, "surrogate"},
+        {"\xf4\x90\x80\x80", 4, 0, "> U+10FFFF"},
+        {"\x80", 1, 0, "continuation"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        cr_assert_eq(loom_utf8_sequence((const uint8_t *)cases[i].bytes, cases[i].len),
+                     cases[i].want, "%s", cases[i].why);
 }
 
 Test(utf8, valid_refuses_nul_and_broken_text)
@@ -28,19 +39,19 @@ Test(utf8, valid_refuses_nul_and_broken_text)
 
 Test(utf8, trim_drops_only_an_incomplete_last_character)
 {
-    char a[] = "caf\xc3\xa9";
-    loom_utf8_trim(a);
-    cr_assert_str_eq(a, "caf\xc3\xa9", "a whole character stays");
-    char b[] = "caf\xc3";
-    loom_utf8_trim(b);
-    cr_assert_str_eq(b, "caf");
-    char c[] = "x\xf0\x9f\x98";
-    loom_utf8_trim(c);
-    cr_assert_str_eq(c, "x");
-    char d[] = "plain";
-    loom_utf8_trim(d);
-    cr_assert_str_eq(d, "plain");
-    char e[] = "";
-    loom_utf8_trim(e);
-    cr_assert_str_eq(e, "");
+    static const struct {
+        const char *in, *want, *why;
+    } cases[] = {
+        {"caf\xc3\xa9", "caf\xc3\xa9", "a whole character stays"},
+        {"caf\xc3", "caf", "a cut two-byte character goes"},
+        {"x\xf0\x9f\x98", "x", "a cut four-byte character goes"},
+        {"plain", "plain", "ascii stays"},
+        {"", "", "empty stays empty"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char buf[16];
+        snprintf(buf, sizeof buf, "%s", cases[i].in);
+        loom_utf8_trim(buf);
+        cr_assert_str_eq(buf, cases[i].want, "%s", cases[i].why);
+    }
 }

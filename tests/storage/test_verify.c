@@ -33,10 +33,13 @@ static void on_problem(void *user, const loom_verify_problem *p)
     cr_assert_not_null(p->detail);
 }
 
-/* Flips one byte in every copy of `needle` in data.mdb (LMDB keeps old
- * page versions, so a string may appear more than once). */
+/* With the store closed, flips one byte in every copy of `needle` in
+ * data.mdb (LMDB keeps old page versions, so a string may appear more than
+ * once), then opens the store again. */
 static int flip_in_file(const char *needle, size_t offset_in_needle)
 {
+    loom_store_close(env.s);
+    env.s = NULL;
     char path[4200];
     snprintf(path, sizeof path, "%s/data.mdb", env.dir);
     FILE *f = fopen(path, "r+b");
@@ -57,6 +60,7 @@ static int flip_in_file(const char *needle, size_t offset_in_needle)
     }
     fclose(f);
     free(buf);
+    th_open(&env, NULL);
     return flips;
 }
 
@@ -116,11 +120,8 @@ static int read_all(const char *id, loom_range r, uint64_t *last_ok)
 Test(verify, flipped_event_byte_is_never_served)
 {
     populate();
-    loom_store_close(env.s);
-    env.s = NULL;
     /* both copies: the compacted record and its sink entry */
     cr_assert_geq(flip_in_file("EVENT-PAYLOAD-04", 3), 2);
-    th_open(&env, NULL);
     uint64_t last_ok;
     loom_range fwd = {0}, bwd = {0, 0, LOOM_DIRECTION_BACKWARD, false};
     cr_assert_eq(read_all("victim", fwd, &last_ok), LOOM_ECORRUPTED);
@@ -146,12 +147,9 @@ Test(verify, flipped_event_byte_is_never_served)
 Test(verify, flipped_logged_event_is_never_served)
 {
     populate();
-    loom_store_close(env.s);
-    env.s = NULL;
     char needle[32];
     snprintf(needle, sizeof needle, "EVENT-PAYLOAD-%02d", VICTIM_LAST - 1);
     cr_assert_geq(flip_in_file(needle, 3), 1, "in the log (and stale page copies)");
-    th_open(&env, NULL);
     uint64_t last_ok;
     loom_range fwd = {0}, bwd = {0, 0, LOOM_DIRECTION_BACKWARD, false};
     cr_assert_eq(read_all("victim", fwd, &last_ok), LOOM_ECORRUPTED);
@@ -184,10 +182,7 @@ Test(verify, flipped_logged_event_is_never_served)
 Test(verify, flipped_meta_byte_is_detected)
 {
     populate();
-    loom_store_close(env.s);
-    env.s = NULL;
     cr_assert_geq(flip_in_file("AUX-STATE-OF-THE-VICTIM", 5), 1);
-    th_open(&env, NULL);
     loom_txn *t = th_read(&env);
     loom_machine m;
     cr_assert_eq(loom_store_machine_get(t, env.ns, loom_slice_str("victim"), &m), LOOM_ECORRUPTED);
@@ -205,9 +200,21 @@ Test(verify, flipped_meta_byte_is_detected)
     cr_assert_eq(steps[1].result, 0);
 }
 
-/* Opens the raw LMDB environment of the closed store. */
+static loom_machine_key key_of(const char *id)
+{
+    loom_txn *t = th_read(&env);
+    loom_machine m;
+    cr_assert_eq(loom_store_machine_get(t, env.ns, loom_slice_str(id), &m), 0);
+    loom_txn_end(t);
+    return m.key;
+}
+
+/* Closes the store and opens a write transaction on one table of its raw
+ * LMDB environment, to damage it behind the store's back. */
 static void raw_open(MDB_env **e, MDB_txn **txn, MDB_dbi *dbi, const char *table)
 {
+    loom_store_close(env.s);
+    env.s = NULL;
     cr_assert_eq(mdb_env_create(e), 0);
     mdb_env_set_maxdbs(*e, 32);
     cr_assert_eq(mdb_env_open(*e, env.dir, 0, 0600), 0);
@@ -215,16 +222,18 @@ static void raw_open(MDB_env **e, MDB_txn **txn, MDB_dbi *dbi, const char *table
     cr_assert_eq(mdb_dbi_open(*txn, table, 0, dbi), 0);
 }
 
+/* Commits the damage and opens the store again. */
+static void raw_close(MDB_env *e, MDB_txn *txn)
+{
+    cr_assert_eq(mdb_txn_commit(txn), 0);
+    mdb_env_close(e);
+    th_open(&env, NULL);
+}
+
 Test(verify, missing_event_is_a_gap)
 {
     populate();
-    loom_txn *t = th_read(&env);
-    loom_machine m;
-    cr_assert_eq(loom_store_machine_get(t, env.ns, loom_slice_str("victim"), &m), 0);
-    loom_machine_key key = m.key;
-    loom_txn_end(t);
-    loom_store_close(env.s);
-    env.s = NULL;
+    loom_machine_key key = key_of("victim");
     MDB_env *e;
     MDB_txn *txn;
     MDB_dbi dbi;
@@ -233,9 +242,7 @@ Test(verify, missing_event_is_a_gap)
     loom__key2(kb, key.v, 2);
     MDB_val k = {16, kb};
     cr_assert_eq(mdb_del(txn, dbi, &k, NULL), 0);
-    cr_assert_eq(mdb_txn_commit(txn), 0);
-    mdb_env_close(e);
-    th_open(&env, NULL);
+    raw_close(e, txn);
     uint64_t last_ok;
     loom_range fwd = {0};
     cr_assert_eq(read_all("victim", fwd, &last_ok), LOOM_ECORRUPTED);
@@ -248,15 +255,8 @@ Test(verify, missing_event_is_a_gap)
 Test(verify, swapped_records_break_the_chain)
 {
     populate();
-    loom_txn *t = th_read(&env);
-    loom_machine m;
-    cr_assert_eq(loom_store_machine_get(t, env.ns, loom_slice_str("good"), &m), 0);
-    loom_machine_key good = m.key;
-    cr_assert_eq(loom_store_machine_get(t, env.ns, loom_slice_str("victim"), &m), 0);
-    loom_machine_key victim = m.key;
-    loom_txn_end(t);
-    loom_store_close(env.s);
-    env.s = NULL;
+    loom_machine_key good = key_of("good");
+    loom_machine_key victim = key_of("victim");
     /* Put good's event 3 (a valid record with a valid CRC) in victim's slot 3. */
     MDB_env *e;
     MDB_txn *txn;
@@ -270,9 +270,7 @@ Test(verify, swapped_records_break_the_chain)
     d.mv_data = copy;
     loom__key2(kb, victim.v, 3);
     cr_assert_eq(mdb_put(txn, dbi, &k, &d, 0), 0);
-    cr_assert_eq(mdb_txn_commit(txn), 0);
-    mdb_env_close(e);
-    th_open(&env, NULL);
+    raw_close(e, txn);
     uint64_t last_ok;
     loom_range fwd = {0};
     cr_assert_eq(read_all("victim", fwd, &last_ok), LOOM_ECORRUPTED);
@@ -287,8 +285,6 @@ Test(verify, swapped_records_break_the_chain)
 Test(verify, orphans_and_index_mismatches)
 {
     populate();
-    loom_store_close(env.s);
-    env.s = NULL;
     MDB_env *e;
     MDB_txn *txn;
     MDB_dbi dbi;
@@ -297,9 +293,7 @@ Test(verify, orphans_and_index_mismatches)
     loom__key2(kb, 500, 12345);
     MDB_val k = {16, kb}, d = {0, ""};
     cr_assert_eq(mdb_put(txn, dbi, &k, &d, 0), 0);
-    cr_assert_eq(mdb_txn_commit(txn), 0);
-    mdb_env_close(e);
-    th_open(&env, NULL);
+    raw_close(e, txn);
     struct seen s = {0};
     cr_assert_eq(loom_store_verify(env.s, on_problem, &s), 1);
     cr_assert_str_eq(s.table, "timers");
