@@ -170,30 +170,41 @@ int loom_client_list_machines_send(loom_client *c, const char *ns, int status, c
     return send_body(c, &env, req, corr);
 }
 
-int loom_client_register_namespace_send(loom_client *c, const Loom__V1__NamespaceConfig *cfg,
-                                        const loom_client_req *req, uint64_t *corr)
+/* Register and Update carry the same single field: the config. */
+static int send_ns_config(loom_client *c, Loom__V1__Envelope__BodyCase which,
+                          const Loom__V1__NamespaceConfig *cfg, const loom_client_req *req,
+                          uint64_t *corr)
 {
     if (cfg == NULL)
         return loom_client__fail(c, LOOM_EINVALID_ARGUMENT, "namespace config is required");
-    Loom__V1__RegisterNamespaceRequest m = LOOM__V1__REGISTER_NAMESPACE_REQUEST__INIT;
-    m.config = (Loom__V1__NamespaceConfig *)(uintptr_t)cfg;
+    union {
+        ProtobufCMessage base;
+        Loom__V1__RegisterNamespaceRequest reg;
+        Loom__V1__UpdateNamespaceRequest upd;
+    } m;
+    Loom__V1__NamespaceConfig *config = (Loom__V1__NamespaceConfig *)(uintptr_t)cfg;
+    if (which == LOOM__V1__ENVELOPE__BODY_REGISTER_NAMESPACE) {
+        loom__v1__register_namespace_request__init(&m.reg);
+        m.reg.config = config;
+    } else {
+        loom__v1__update_namespace_request__init(&m.upd);
+        m.upd.config = config;
+    }
     loom_envelope env = LOOM__V1__ENVELOPE__INIT;
-    env.body_case = LOOM__V1__ENVELOPE__BODY_REGISTER_NAMESPACE;
-    env.register_namespace = &m;
+    loom_envelope_set_body(&env, which, &m.base);
     return send_body(c, &env, req, corr);
+}
+
+int loom_client_register_namespace_send(loom_client *c, const Loom__V1__NamespaceConfig *cfg,
+                                        const loom_client_req *req, uint64_t *corr)
+{
+    return send_ns_config(c, LOOM__V1__ENVELOPE__BODY_REGISTER_NAMESPACE, cfg, req, corr);
 }
 
 int loom_client_update_namespace_send(loom_client *c, const Loom__V1__NamespaceConfig *cfg,
                                       const loom_client_req *req, uint64_t *corr)
 {
-    if (cfg == NULL)
-        return loom_client__fail(c, LOOM_EINVALID_ARGUMENT, "namespace config is required");
-    Loom__V1__UpdateNamespaceRequest m = LOOM__V1__UPDATE_NAMESPACE_REQUEST__INIT;
-    m.config = (Loom__V1__NamespaceConfig *)(uintptr_t)cfg;
-    loom_envelope env = LOOM__V1__ENVELOPE__INIT;
-    env.body_case = LOOM__V1__ENVELOPE__BODY_UPDATE_NAMESPACE;
-    env.update_namespace = &m;
-    return send_body(c, &env, req, corr);
+    return send_ns_config(c, LOOM__V1__ENVELOPE__BODY_UPDATE_NAMESPACE, cfg, req, corr);
 }
 
 int loom_client_list_namespaces_send(loom_client *c, const loom_client_req *req, uint64_t *corr)
